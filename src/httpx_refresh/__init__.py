@@ -1,0 +1,35 @@
+"""httpx-refresh: keep a connection's credentials working behind httpx.
+
+Public names only; everything lives in private modules.
+"""
+
+from ._apply import bearer, headers, query_param
+from ._auth import RefreshAuth
+from ._exceptions import (
+    HttpxRefreshError,
+    ReauthorizationRequired,
+    RefreshError,
+    RequestNotReplayable,
+    SpecError,
+    StoreError,
+)
+from ._flight import RefreshStats
+from ._oauth2 import ClientCredentialsRefresh, OAuth2Refresh
+
+__all__ = [
+    "ClientCredentialsRefresh",
+    "HttpxRefreshError",
+    "OAuth2Refresh",
+    "ReauthorizationRequired",
+    "RefreshAuth",
+    "RefreshError",
+    "RefreshStats",
+    "RequestNotReplayable",
+    "SpecError",
+    "StoreError",
+    "bearer",
+    "headers",
+    "query_param",
+]
+
+__version__ = "0.1.0"

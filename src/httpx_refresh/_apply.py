@@ -1,0 +1,143 @@
+"""How credentials go onto a request: ``bearer``, ``headers`` and ``query_param``.
+
+An *applier* is any ``Callable[[request, Mapping[str, Any]], None]`` that writes
+values from one credentials snapshot onto the request (DESIGN R1). Appliers work on
+any request object with httpx's ``headers`` and ``url`` interface (httpx, httpx2).
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._exceptions import HttpxRefreshError
+
+__all__ = ["Applier", "bearer", "headers", "query_param"]
+
+Applier = Callable[[Any, Mapping[str, Any]], None]
+
+
+def _value(credentials: Mapping[str, Any], key: str, where: str) -> str:
+    value = credentials.get(key)
+    if value is None or value == "":
+        raise HttpxRefreshError(f"credentials have no {key!r} to put in {where}")
+    return str(value)
+
+
+class _Bearer:
+    __slots__ = ("_header", "_key", "_scheme")
+
+    def __init__(self, key: str, header: str, scheme: str) -> None:
+        self._key = key
+        self._header = header
+        self._scheme = scheme
+
+    def __call__(self, request: Any, credentials: Mapping[str, Any]) -> None:
+        token = _value(credentials, self._key, f"the {self._header} header")
+        request.headers[self._header] = f"{self._scheme} {token}" if self._scheme else token
+
+    def __repr__(self) -> str:
+        return f"bearer(key={self._key!r}, header={self._header!r}, scheme={self._scheme!r})"
+
+
+def bearer(
+    key: str = "access_token", *, header: str = "Authorization", scheme: str = "Bearer"
+) -> Applier:
+    """Put ``credentials[key]`` in a header as ``"<scheme> <token>"`` (RFC 6750 section 2.1).
+
+    Args:
+        key: the credentials key holding the token.
+        header: the header name.
+        scheme: the scheme word; ``""`` sends the bare token.
+
+    Returns:
+        An applier for ``RefreshAuth(apply=...)``.
+
+    Raises:
+        HttpxRefreshError: at request time, if the credentials have no value for ``key``.
+    """
+    return _Bearer(key, header, scheme)
+
+
+class _Headers:
+    __slots__ = ("_templates",)
+
+    def __init__(self, templates: Mapping[str, str]) -> None:
+        formatter = string.Formatter()
+        for name, template in templates.items():
+            for _, field, spec, conversion in formatter.parse(template):
+                if field is not None and (not field.isidentifier() or spec or conversion):
+                    raise ValueError(
+                        f"header {name!r}: template fields must be plain keys such as "
+                        f"{{access_token}}, got {{{field}}}"
+                    )
+        self._templates = dict(templates)
+
+    def __call__(self, request: Any, credentials: Mapping[str, Any]) -> None:
+        values = {}
+        for name, template in self._templates.items():
+            try:
+                values[name] = template.format_map(credentials)
+            except KeyError as exc:
+                raise HttpxRefreshError(
+                    f"credentials have no {exc.args[0]!r} for the {name} header"
+                ) from None
+        for name, value in values.items():
+            request.headers[name] = value
+
+    def __repr__(self) -> str:
+        return f"headers({self._templates!r})"
+
+
+def headers(templates: Mapping[str, str]) -> Applier:
+    """Set several headers from ``str.format`` templates over one snapshot.
+
+    Example: ``hr.headers({"Authorization": "Token {access_token}", "X-Tenant": "{tenant_id}"})``.
+    All headers are built before any is set, so a request never carries a mix of
+    values from two credential versions (DESIGN R1).
+
+    Args:
+        templates: header name to template; fields are credentials keys.
+
+    Returns:
+        An applier for ``RefreshAuth(apply=...)``.
+
+    Raises:
+        ValueError: at once, if a template field is not a plain key.
+        HttpxRefreshError: at request time, if a key is missing from the credentials.
+    """
+    return _Headers(templates)
+
+
+class _Query:
+    __slots__ = ("_key", "_name")
+
+    def __init__(self, name: str, key: str) -> None:
+        self._name = name
+        self._key = key
+
+    def __call__(self, request: Any, credentials: Mapping[str, Any]) -> None:
+        value = _value(credentials, self._key, f"the {self._name} query parameter")
+        request.url = request.url.copy_set_param(self._name, value)
+
+    def __repr__(self) -> str:
+        return f"query_param({self._name!r}, key={self._key!r})"
+
+
+def query_param(name: str, key: str = "access_token") -> Applier:
+    """Put ``credentials[key]`` in the query parameter ``name``, replacing any earlier value.
+
+    Prefer a header when the API allows it: URLs end up in logs (RFC 6750 section 2.3).
+
+    Args:
+        name: the query parameter name (e.g. ``"api_key"``).
+        key: the credentials key holding the value.
+
+    Returns:
+        An applier for ``RefreshAuth(apply=...)``.
+
+    Raises:
+        HttpxRefreshError: at request time, if the credentials have no value for ``key``.
+    """
+    return _Query(name, key)

@@ -1,0 +1,438 @@
+"""``RefreshAuth``: the httpx adapter over the sans-IO core and the flight control."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncGenerator, Callable, Collection, Generator, Mapping
+from typing import Any
+
+import anyio
+import httpx
+
+from . import _core
+from ._apply import Applier, bearer
+from ._credentials import Snapshot, make_snapshot, secret_values
+from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshError
+from ._flight import Flight, FlightControl, RefreshStats, translate
+from ._invoke import call_async, call_sync
+
+__all__ = ["RefreshAuth"]
+
+logger = logging.getLogger("httpx_refresh")
+
+Refresher = Callable[..., Any]
+Hook = Callable[[dict[str, Any]], Any]
+
+
+def _always() -> bool:
+    return True
+
+
+def _never() -> bool:
+    return False
+
+
+def _seekable(file: Any) -> bool:
+    if not hasattr(file, "seek") or not hasattr(file, "tell"):
+        return False
+    check = getattr(file, "seekable", None)
+    try:
+        return bool(check()) if check is not None else True
+    except Exception:  # noqa: BLE001 - a closed or odd file object is simply not seekable
+        return False
+
+
+def _rewind_plan(request: httpx.Request) -> _core.Rewind:
+    """Tell how to make ``request``'s body sendable again (DESIGN R12).
+
+    In-memory bodies (bytes, form, JSON, or bodies httpx has read) replay as they are;
+    multipart bodies replay when every file is seekable (httpx seeks them to 0);
+    a seekable file passed as ``content=`` is rewound to where it started. Anything
+    else (generators, sockets) cannot be replayed.
+    """
+    stream = request.stream
+    if isinstance(stream, httpx.ByteStream) or "_content" in request.__dict__:
+        return _always
+    fields = getattr(stream, "fields", None)
+    if type(stream).__name__ == "MultipartStream" and isinstance(fields, list):
+        for field in fields:
+            file = getattr(field, "file", None)
+            if file is not None and not isinstance(file, (str, bytes)) and not _seekable(file):
+                return _never
+        return _always
+    inner = getattr(stream, "_stream", None)
+    if inner is not None and _seekable(inner) and hasattr(inner, "read"):
+        try:
+            position = inner.tell()
+        except Exception:  # noqa: BLE001
+            return _never
+
+        def rewind() -> bool:
+            try:
+                inner.seek(position)
+            except Exception:  # noqa: BLE001
+                return False
+            return True
+
+        return rewind
+    return _never
+
+
+def _origin(url: httpx.URL | str) -> str:
+    url = httpx.URL(url)
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
+    return f"{url.scheme}://{url.host}:{port}"
+
+
+class RefreshAuth(httpx.Auth):
+    """An ``httpx.Auth`` that keeps a connection's credentials working.
+
+    It attaches the current credentials to each request, refreshes them when they
+    expire or are rejected (once for every request that is waiting: single-flight),
+    merges the result, persists it through ``on_refresh``, and replays the request.
+    The same object serves ``httpx.Client`` and ``httpx.AsyncClient`` (asyncio and
+    trio) at the same time. Follows DESIGN rules R1, R2, R4-R9, R11, R12, R14, R15;
+    the token exchange itself is RFC 6749 section 6 when ``refresh`` is an
+    :class:`~httpx_refresh.OAuth2Refresh`.
+
+    Args:
+        credentials: the initial credentials (``access_token``, ``refresh_token``,
+            ``expires_in`` seconds or ``expires_at`` epoch seconds / ms / ISO 8601, and
+            any other keys the connector keeps). ``expires_in`` without ``expires_at``
+            counts from now.
+        refresh: the refresher, called as ``refresh(credentials=..., connector_parameters=...,
+            connection_parameters=...)``; sync or async; returns a mapping to merge.
+        connector_parameters: app-level settings passed to the refresher.
+        connection_parameters: what the end user entered, passed to the refresher.
+        apply: writes credentials onto a request; default :func:`bearer`.
+        refresh_on: statuses (default ``(401,)``) or a predicate on the response that
+            trigger a refresh and one replay.
+        leeway: seconds; refresh before sending when ``now >= expires_at - leeway``.
+            Clamped to half the token's lifetime when ``expires_in`` gave it.
+        on_refresh: called with the merged credentials (a ``dict``) after every
+            refresh, before the waiting requests go on; sync or async. Its error
+            reaches the callers of that refresh; the new credentials stay in memory.
+        min_refresh_interval: seconds during which a credentials version whose replay
+            was rejected again is not refreshed again (DESIGN R11).
+        refresh_timeout: seconds an async refresher may run before it is cancelled
+            (a sync refresher cannot be interrupted; give it its own timeout).
+            Waiters give up after ``refresh_timeout + 10`` seconds.
+        buffer_body: read every request body into memory first, so that streaming
+            bodies can be replayed (otherwise they raise ``RequestNotReplayable``).
+        token_key: the credentials key without which there is no usable token, so a
+            refresh runs before the first request; ``None`` turns that off.
+        origins: if given, only requests to these origins (``"https://api.example.com"``)
+            get credentials; others pass through untouched.
+        clock: returns the time in epoch seconds (for tests); default ``time.time``.
+
+    Raises:
+        TypeError: ``credentials`` is not a mapping, or ``refresh`` is not callable.
+        ValueError: ``leeway``, ``min_refresh_interval`` or ``refresh_timeout`` is negative.
+
+    Requests made through it raise :class:`RefreshError` (or its subclass
+    :class:`ReauthorizationRequired`) when a needed refresh fails, and
+    :class:`RequestNotReplayable` when a streaming body cannot be replayed.
+    """
+
+    def __init__(
+        self,
+        credentials: Mapping[str, Any],
+        refresh: Refresher,
+        *,
+        connector_parameters: Mapping[str, Any] | None = None,
+        connection_parameters: Mapping[str, Any] | None = None,
+        apply: Applier | None = None,
+        refresh_on: Collection[int] | Callable[[httpx.Response], bool] = (401,),
+        leeway: float = 30.0,
+        on_refresh: Hook | None = None,
+        min_refresh_interval: float = 5.0,
+        refresh_timeout: float = 30.0,
+        buffer_body: bool = False,
+        token_key: str | None = "access_token",
+        origins: Collection[str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(credentials, Mapping):
+            raise TypeError(f"credentials must be a mapping, got {type(credentials).__name__}")
+        if not callable(refresh):
+            raise TypeError(f"refresh must be callable, got {type(refresh).__name__}")
+        for name, value in (
+            ("leeway", leeway),
+            ("min_refresh_interval", min_refresh_interval),
+            ("refresh_timeout", refresh_timeout),
+        ):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
+        self._refresher = refresh
+        self._connector_parameters = dict(connector_parameters or {})
+        self._connection_parameters = dict(connection_parameters or {})
+        self._apply = apply if apply is not None else bearer()
+        self._on_refresh = on_refresh
+        self._refresh_timeout = float(refresh_timeout)
+        self._clock = clock
+        self._origins = frozenset(_origin(origin) for origin in origins) if origins else None
+        if buffer_body:
+            self.requires_request_body = True
+        self._control = FlightControl(make_snapshot(credentials, 0, now=clock()), clock)
+        control = self._control
+        self._decisions = _core.Decisions(
+            current=lambda: control.snapshot,
+            apply=self._apply,
+            refresh_on=refresh_on,
+            leeway=float(leeway),
+            min_refresh_interval=float(min_refresh_interval),
+            token_key=token_key,
+            clock=clock,
+            rewind_plan=_rewind_plan,
+            in_scope=self._in_scope,
+            fail_fast=lambda: control.dead,
+        )
+
+    # -- public surface ------------------------------------------------------------
+
+    @property
+    def credentials(self) -> Mapping[str, Any]:
+        """A read-only snapshot of the current credentials."""
+        return self._control.snapshot.credentials
+
+    @property
+    def version(self) -> int:
+        """The credentials version: 0 at start, +1 on every refresh or update."""
+        return self._control.snapshot.version
+
+    @property
+    def expires_at(self) -> float | None:
+        """Epoch seconds when the current access token expires, or ``None`` if unknown."""
+        return self._control.snapshot.expires_at
+
+    @property
+    def stats(self) -> RefreshStats:
+        """Counters: refreshes, replays, deduplicated waiters, failures (DESIGN R15)."""
+        return self._control.stats()
+
+    def update_credentials(self, credentials: Mapping[str, Any]) -> None:
+        """Replace the credentials, e.g. after the user reconnected.
+
+        Bumps the version, clears the "reauthorization required" state and the
+        no-storm record (R11). A refresh still running will not overwrite them.
+
+        Args:
+            credentials: the complete new credentials.
+
+        Raises:
+            TypeError: ``credentials`` is not a mapping.
+        """
+        if not isinstance(credentials, Mapping):
+            raise TypeError(f"credentials must be a mapping, got {type(credentials).__name__}")
+        self._control.replace(credentials)
+        self._decisions.forget_rejections()
+
+    def refresh(self) -> Mapping[str, Any]:
+        """Force a refresh now, from sync code (single-flight like any other).
+
+        Returns:
+            The credentials after the refresh (read-only).
+
+        Raises:
+            RefreshError: the refresh failed (``ReauthorizationRequired`` if permanently).
+        """
+        return self._refresh_sync(self._control.snapshot.version, "forced").credentials
+
+    async def arefresh(self) -> Mapping[str, Any]:
+        """Force a refresh now, from async code; see :meth:`refresh`."""
+        snapshot = await self._refresh_async(self._control.snapshot.version, "forced")
+        return snapshot.credentials
+
+    def __repr__(self) -> str:
+        snapshot = self._control.snapshot
+        return (
+            f"<RefreshAuth version={snapshot.version} keys={sorted(snapshot.credentials)!r} "
+            f"expires_at={snapshot.expires_at!r} refresh={type(self._refresher).__name__}>"
+        )
+
+    # -- httpx.Auth ----------------------------------------------------------------
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        """Drive the core for a sync client (called by httpx)."""
+        if self.requires_request_body:
+            request.read()
+        flow = _core.flow(self._decisions, request)
+        try:
+            action = next(flow)
+            while True:
+                if type(action) is _core.Send:
+                    if action.replay:
+                        self._control.note_replay()
+                    response = yield action.request
+                    action = flow.send(response)
+                else:
+                    assert isinstance(action, _core.Refresh)
+                    action = flow.send(self._refresh_sync(action.base_version, action.reason))
+        except StopIteration:
+            return
+        finally:
+            flow.close()
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """Drive the core for an async client (called by httpx)."""
+        if self.requires_request_body:
+            await request.aread()
+        flow = _core.flow(self._decisions, request)
+        try:
+            action = next(flow)
+            while True:
+                if type(action) is _core.Send:
+                    if action.replay:
+                        self._control.note_replay()
+                    response = yield action.request
+                    action = flow.send(response)
+                else:
+                    assert isinstance(action, _core.Refresh)
+                    snapshot = await self._refresh_async(action.base_version, action.reason)
+                    action = flow.send(snapshot)
+        except StopIteration:
+            return
+        finally:
+            flow.close()
+
+    # -- refreshing ----------------------------------------------------------------
+
+    def _in_scope(self, request: httpx.Request) -> bool:
+        return self._origins is None or _origin(request.url) in self._origins
+
+    def _refresher_kwargs(self, base: Snapshot) -> dict[str, Any]:
+        return {
+            "credentials": dict(base.credentials),
+            "connector_parameters": dict(self._connector_parameters),
+            "connection_parameters": dict(self._connection_parameters),
+        }
+
+    def _secrets(self, base: Snapshot) -> list[str]:
+        return secret_values(
+            base.credentials, self._connector_parameters, self._connection_parameters
+        )
+
+    def _check_result(self, returned: Any, base: Snapshot) -> Mapping[str, Any]:
+        if not isinstance(returned, Mapping):
+            raise RefreshError(
+                f"refresher returned {type(returned).__name__}, expected a mapping of credentials"
+            )
+        return returned
+
+    def _refresh_sync(self, base_version: int, reason: str) -> Snapshot:
+        got = self._control.begin(base_version)
+        if isinstance(got, Snapshot):
+            return got
+        flight, owner = got
+        if not owner:
+            return self._control.wait_sync(flight, self._refresh_timeout + 10.0)
+        started = time.perf_counter()
+        base = flight.base
+        try:
+            returned = call_sync(
+                self._refresher, time_limit=self._refresh_timeout, **self._refresher_kwargs(base)
+            )
+            snapshot, committed = self._control.commit(flight, self._check_result(returned, base))
+        except BaseException as exc:
+            error = self._fail(flight, exc, reason)
+            if error is exc:
+                raise
+            raise error from exc
+        if committed and self._on_refresh is not None:
+            try:
+                call_sync(self._on_refresh, dict(snapshot.credentials))
+            except BaseException as exc:
+                self._hook_failed(flight, snapshot, exc)
+                raise
+        self._succeed(flight, snapshot, reason, started)
+        return snapshot
+
+    async def _refresh_async(self, base_version: int, reason: str) -> Snapshot:
+        got = self._control.begin(base_version)
+        if isinstance(got, Snapshot):
+            return got
+        flight, owner = got
+        if not owner:
+            return await self._control.wait_async(flight, self._refresh_timeout + 10.0)
+        # R7: the exchange runs shielded under its own timeout; its result is kept
+        # even if the request that started it is cancelled meanwhile.
+        with anyio.CancelScope(shield=True):
+            snapshot = await self._own_flight_async(flight, reason)
+        return snapshot
+
+    async def _own_flight_async(self, flight: Flight, reason: str) -> Snapshot:
+        started = time.perf_counter()
+        base = flight.base
+        try:
+            returned = await call_async(
+                self._refresher, time_limit=self._refresh_timeout, **self._refresher_kwargs(base)
+            )
+            snapshot, committed = self._control.commit(flight, self._check_result(returned, base))
+        except BaseException as exc:
+            error = self._fail(flight, exc, reason)
+            if error is exc:
+                raise
+            raise error from exc
+        if committed and self._on_refresh is not None:
+            try:
+                await call_async(self._on_refresh, dict(snapshot.credentials))
+            except BaseException as exc:
+                self._hook_failed(flight, snapshot, exc)
+                raise
+        self._succeed(flight, snapshot, reason, started)
+        return snapshot
+
+    def _fail(self, flight: Flight, exc: BaseException, reason: str) -> BaseException:
+        """Complete a failed flight; return the error its owner raises."""
+        if isinstance(exc, Exception):
+            error: BaseException = translate(exc, self._secrets(flight.base))
+            self._control.finish(flight, None, error)
+        else:  # cancellation, KeyboardInterrupt: the owner re-raises it, waiters get a RefreshError
+            error = exc
+            self._control.finish(
+                flight,
+                None,
+                RefreshError(f"refresh interrupted ({type(exc).__name__})", transient=True),
+            )
+        if isinstance(error, ReauthorizationRequired):
+            logger.error(
+                "refresh failed permanently (%s refresh of version %d, flight size %d): %s; "
+                "the connection needs reauthorization",
+                reason,
+                flight.base.version,
+                flight.size,
+                error,
+            )
+        elif isinstance(error, HttpxRefreshError):
+            logger.warning(
+                "refresh failed (%s refresh of version %d, flight size %d): %s",
+                reason,
+                flight.base.version,
+                flight.size,
+                error,
+            )
+        return error
+
+    def _hook_failed(self, flight: Flight, snapshot: Snapshot, exc: BaseException) -> None:
+        self._control.finish(flight, None, exc)
+        logger.error(
+            "on_refresh hook raised %s; credentials version %d are kept in memory",
+            type(exc).__name__,
+            snapshot.version,
+        )
+
+    def _succeed(self, flight: Flight, snapshot: Snapshot, reason: str, started: float) -> None:
+        self._control.finish(flight, snapshot, None)
+        logger.info(
+            "refreshed credentials (%s): version %d -> %d in %.0f ms, flight size %d",
+            reason,
+            flight.base.version,
+            snapshot.version,
+            (time.perf_counter() - started) * 1000,
+            flight.size,
+        )

@@ -1,0 +1,183 @@
+"""The sans-IO decision core: attach, refresh first, replay, or give up.
+
+:func:`flow` is a generator that yields *actions* and is driven by an adapter
+(``RefreshAuth.sync_auth_flow`` / ``async_auth_flow``):
+
+- ``Send(request, replay)``: send the request; the adapter sends back the response.
+- ``Refresh(base_version)``: make the credentials newer than ``base_version`` (join or
+  start a flight); the adapter sends back the resulting :class:`Snapshot` or raises.
+
+The core does no I/O, takes no lock and never sleeps, so it is unit-tested by
+driving the generator by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from ._credentials import Snapshot
+from ._exceptions import HttpxRefreshError, RequestNotReplayable
+
+__all__ = ["Decisions", "Refresh", "Send", "flow"]
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Action: send ``request`` and resume the flow with its response."""
+
+    request: Any
+    replay: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """Action: obtain credentials newer than ``base_version``; resume with a Snapshot."""
+
+    base_version: int
+    reason: str
+
+
+Rewind = Callable[[], bool]
+
+
+class Decisions:
+    """Configuration and the little state the decisions need (the R11 record).
+
+    Args:
+        current: returns the current :class:`Snapshot` (an attribute read, no lock).
+        apply: writes one snapshot onto a request (DESIGN R1).
+        refresh_on: statuses, or a predicate on the response, that mean "rejected" (R4).
+        leeway: seconds before expiry when a refresh becomes mandatory (R2).
+        min_refresh_interval: seconds during which a version whose replay was rejected
+            is not refreshed again (R11).
+        token_key: the key without which there is "no usable token" (R2); ``None``
+            disables that check.
+        clock: returns epoch seconds.
+        rewind_plan: given a request about to be sent, returns a callable that
+            prepares its body for a replay and tells whether that is possible (R12).
+        in_scope: tells whether a request may receive credentials (R13).
+        fail_fast: returns the permanent error that blocks every request, if any (R10).
+    """
+
+    __slots__ = (
+        "_rejected_until",
+        "_rejected_version",
+        "apply",
+        "clock",
+        "current",
+        "fail_fast",
+        "in_scope",
+        "is_rejected",
+        "leeway",
+        "min_refresh_interval",
+        "rewind_plan",
+        "token_key",
+    )
+
+    def __init__(
+        self,
+        *,
+        current: Callable[[], Snapshot],
+        apply: Callable[[Any, Any], None],
+        refresh_on: Collection[int] | Callable[[Any], bool],
+        leeway: float,
+        min_refresh_interval: float,
+        token_key: str | None,
+        clock: Callable[[], float],
+        rewind_plan: Callable[[Any], Rewind],
+        in_scope: Callable[[Any], bool],
+        fail_fast: Callable[[], HttpxRefreshError | None],
+    ) -> None:
+        self.current = current
+        self.apply = apply
+        if callable(refresh_on):
+            self.is_rejected: Callable[[Any], bool] = refresh_on
+        else:
+            statuses = frozenset(refresh_on)
+            self.is_rejected = lambda response: response.status_code in statuses
+        self.leeway = leeway
+        self.min_refresh_interval = min_refresh_interval
+        self.token_key = token_key
+        self.clock = clock
+        self.rewind_plan = rewind_plan
+        self.in_scope = in_scope
+        self.fail_fast = fail_fast
+        self._rejected_version = -1
+        self._rejected_until = 0.0
+
+    def needs_refresh(self, snapshot: Snapshot, now: float) -> bool:
+        """R2: is a refresh mandatory before sending with ``snapshot`` at ``now``?
+
+        True when there is no usable token, or when the expiry is known and
+        ``now >= expires_at - leeway``, the leeway clamped to half the token's
+        lifetime when that is known. Unknown expiry never refreshes proactively.
+        """
+        if self.token_key is not None and not snapshot.credentials.get(self.token_key):
+            return True
+        expires_at = snapshot.expires_at
+        if expires_at is None:
+            return False
+        leeway = self.leeway
+        lifetime = snapshot.lifetime
+        if lifetime is not None and leeway > lifetime / 2:
+            leeway = lifetime / 2
+        return now >= expires_at - leeway
+
+    def storm_guarded(self, version: int, now: float) -> bool:
+        """R11: was the replay right after the refresh to ``version`` rejected recently?"""
+        return version == self._rejected_version and now < self._rejected_until
+
+    def note_rejected_replay(self, version: int, now: float) -> None:
+        """R11: remember that a replay with ``version`` was rejected at ``now``."""
+        # One tuple-free pair of attribute writes; a torn read can only make the
+        # guard skip once, never loop.
+        self._rejected_until = now + self.min_refresh_interval
+        self._rejected_version = version
+
+    def forget_rejections(self) -> None:
+        """Clear the R11 record (after ``update_credentials``)."""
+        self._rejected_version = -1
+        self._rejected_until = 0.0
+
+
+def flow(decisions: Decisions, request: Any) -> Generator[Send | Refresh, Any, None]:
+    """Decide what happens to one request (DESIGN R1, R2, R4, R5, R11, R12).
+
+    Yields :class:`Send` and :class:`Refresh` actions; see the module docstring.
+
+    Raises:
+        RequestNotReplayable: a replay is needed but the body cannot be re-read
+            (after the refresh has happened).
+        HttpxRefreshError: whatever ``fail_fast`` returns, or an applier's error.
+    """
+    if not decisions.in_scope(request):
+        yield Send(request)
+        return
+    blocked = decisions.fail_fast()
+    if blocked is not None:
+        raise blocked
+    snapshot = decisions.current()
+    if decisions.needs_refresh(snapshot, decisions.clock()):
+        snapshot = yield Refresh(snapshot.version, "proactive")
+    decisions.apply(request, snapshot.credentials)
+    rewind = decisions.rewind_plan(request)
+    response = yield Send(request)
+    if not decisions.is_rejected(response):
+        return
+    if decisions.storm_guarded(snapshot.version, decisions.clock()):
+        return
+    # R5: if someone already replaced this version, the flight control hands back
+    # the newer snapshot without refreshing again.
+    fresh = yield Refresh(snapshot.version, "reactive")
+    if not rewind():
+        raise RequestNotReplayable(
+            f"{request.method} {request.url.copy_with(query=None)} was rejected with "
+            f"{response.status_code}; the credentials were refreshed, but its body cannot "
+            "be sent again (use buffer_body=True, or send it again yourself)"
+        )
+    decisions.apply(request, fresh.credentials)
+    response = yield Send(request, replay=True)
+    if decisions.is_rejected(response):
+        decisions.note_rejected_replay(fresh.version, decisions.clock())

@@ -1,0 +1,251 @@
+"""Single-flight coordination across threads, tasks and event loops (DESIGN R5, R6, R7).
+
+One :class:`FlightControl` per ``RefreshAuth``. It holds the current
+:class:`Snapshot` (read without a lock on the fast path), the permanent-failure
+state, the flight in progress and the counters.
+
+Locking: a single ``threading.Lock`` guards in-memory bookkeeping only (a few
+attribute reads and writes). It is never held while waiting, during I/O, while a
+refresher runs, or across a ``yield`` of the auth flow, so the async path never
+blocks the event loop on it. Waiting happens on per-waiter primitives: a
+``threading.Event`` for threads, an ``anyio.Event`` created in the waiter's own
+event loop for tasks. A flight completed in another thread or loop wakes each
+async waiter through its loop's thread-safe scheduler (asyncio
+``call_soon_threadsafe``, trio ``TrioToken.run_sync_soon``); nothing is bound to
+one event loop, so one auth works from several loops one after another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from ._credentials import Snapshot, make_snapshot, merge_credentials
+from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshError
+
+__all__ = ["Flight", "FlightControl", "RefreshStats"]
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshStats:
+    """Counters of one ``RefreshAuth`` (DESIGN R15).
+
+    Attributes:
+        refreshes: successful refreshes (refresher runs that produced credentials).
+        replays: requests sent a second time after a refresh.
+        deduplicated: requests that needed a refresh and got one without running the
+            refresher themselves (they joined a flight, or found newer credentials).
+        failures: refreshes that failed (every waiter of such a flight got the error).
+    """
+
+    refreshes: int = 0
+    replays: int = 0
+    deduplicated: int = 0
+    failures: int = 0
+
+
+class Flight:
+    """One refresh shared by every request waiting on it."""
+
+    __slots__ = ("_wakers", "base", "done", "error", "result", "size")
+
+    def __init__(self, base: Snapshot) -> None:
+        self.base = base
+        self.size = 1
+        self.done = threading.Event()
+        self.result: Snapshot | None = None
+        self.error: BaseException | None = None
+        self._wakers: list[Callable[[], None]] | None = []
+
+    def outcome(self) -> Snapshot:
+        """Return the flight's snapshot or raise its error (once done)."""
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+def _waker(event: anyio.Event) -> Callable[[], None]:
+    """Return a callable that sets ``event`` from any thread, without blocking."""
+    thread = threading.get_ident()
+    token: Any = anyio.lowlevel.current_token().native_token
+
+    def wake() -> None:
+        if threading.get_ident() == thread:
+            event.set()
+            return
+        try:
+            if isinstance(token, asyncio.AbstractEventLoop):
+                token.call_soon_threadsafe(event.set)
+            else:  # trio.lowlevel.TrioToken
+                token.run_sync_soon(event.set)
+        except Exception:  # noqa: BLE001 - the waiter's loop is gone; nobody to wake
+            pass
+
+    return wake
+
+
+class FlightControl:
+    """Versions, the flight in progress, failure state and counters.
+
+    Args:
+        snapshot: the initial credentials snapshot.
+        clock: returns epoch seconds.
+    """
+
+    def __init__(self, snapshot: Snapshot, clock: Callable[[], float]) -> None:
+        self.snapshot = snapshot
+        self.dead: ReauthorizationRequired | None = None
+        self._clock = clock
+        self._mutex = threading.Lock()
+        self._flight: Flight | None = None
+        self._refreshes = 0
+        self._replays = 0
+        self._deduplicated = 0
+        self._failures = 0
+
+    # -- bookkeeping (mutex held briefly, never across a wait) -------------------
+
+    def begin(self, base_version: int) -> Snapshot | tuple[Flight, bool]:
+        """Join or start the flight that replaces ``base_version``.
+
+        Returns:
+            The current snapshot if it is already newer than ``base_version`` (no
+            refresh needed), else ``(flight, is_owner)``.
+
+        Raises:
+            ReauthorizationRequired: the grant is dead (fail fast, DESIGN R10).
+        """
+        with self._mutex:
+            if self.dead is not None:
+                raise self.dead
+            snapshot = self.snapshot
+            if snapshot.version != base_version:
+                self._deduplicated += 1
+                return snapshot
+            flight = self._flight
+            if flight is not None:
+                flight.size += 1
+                self._deduplicated += 1
+                return flight, False
+            flight = self._flight = Flight(snapshot)
+            return flight, True
+
+    def commit(self, flight: Flight, returned: Mapping[str, Any]) -> tuple[Snapshot, bool]:
+        """Merge a refresher's result into the credentials (DESIGN R8).
+
+        Returns:
+            ``(snapshot, committed)``; ``committed`` is ``False`` when the credentials
+            were replaced by ``update_credentials`` meanwhile (the result is dropped).
+        """
+        now = self._clock()
+        with self._mutex:
+            self._refreshes += 1
+            current = self.snapshot
+            if current.version != flight.base.version:
+                return current, False
+            merged = merge_credentials(current.credentials, returned, now=now)
+            snapshot = make_snapshot(merged, current.version + 1, now=now)
+            self.snapshot = snapshot
+            return snapshot, True
+
+    def finish(self, flight: Flight, result: Snapshot | None, error: BaseException | None) -> None:
+        """Complete ``flight`` and wake all its waiters, in every thread and loop."""
+        with self._mutex:
+            flight.result = result
+            flight.error = error
+            if error is not None:
+                self._failures += 1
+                if isinstance(error, ReauthorizationRequired) and (
+                    self.snapshot.version == flight.base.version
+                ):
+                    self.dead = error
+            if self._flight is flight:
+                self._flight = None
+            wakers, flight._wakers = flight._wakers, None
+        flight.done.set()
+        for wake in wakers or ():
+            wake()
+
+    def replace(self, credentials: Mapping[str, Any]) -> Snapshot:
+        """Replace the credentials (``update_credentials``): new version, failure state cleared."""
+        now = self._clock()
+        with self._mutex:
+            snapshot = make_snapshot(credentials, self.snapshot.version + 1, now=now)
+            self.snapshot = snapshot
+            self.dead = None
+            self._flight = None  # a flight still running will not commit (version moved)
+            return snapshot
+
+    def note_replay(self) -> None:
+        """Count one replay."""
+        with self._mutex:
+            self._replays += 1
+
+    def stats(self) -> RefreshStats:
+        """Return the counters as a frozen :class:`RefreshStats`."""
+        with self._mutex:
+            return RefreshStats(self._refreshes, self._replays, self._deduplicated, self._failures)
+
+    # -- waiting (no lock held) --------------------------------------------------
+
+    def wait_sync(self, flight: Flight, timeout: float) -> Snapshot:
+        """Block the calling thread until ``flight`` completes; return or raise its outcome."""
+        if not flight.done.wait(timeout):
+            raise RefreshError(
+                f"timed out after {timeout:g} s waiting for a refresh", transient=True
+            )
+        return flight.outcome()
+
+    async def wait_async(self, flight: Flight, time_limit: float) -> Snapshot:
+        """Wait in the current task (any anyio backend) until ``flight`` completes."""
+        event = anyio.Event()
+        wake = _waker(event)
+        with self._mutex:
+            wakers = flight._wakers
+            if wakers is not None:
+                wakers.append(wake)
+        if wakers is not None:
+            with anyio.move_on_after(time_limit):
+                await event.wait()
+            if not flight.done.is_set():
+                raise RefreshError(
+                    f"timed out after {time_limit:g} s waiting for a refresh", transient=True
+                )
+        else:
+            await anyio.lowlevel.checkpoint()
+        return flight.outcome()
+
+
+def translate(exc: BaseException, secrets: list[str]) -> BaseException:
+    """Turn a refresher's exception into the error every waiter receives.
+
+    httpx-refresh errors pass through; httpx transport errors and timeouts become
+    ``RefreshError(transient=True)``; any other ``Exception`` becomes
+    ``RefreshError(transient=False)`` naming its type (message scrubbed of secrets);
+    ``BaseException`` (cancellation, KeyboardInterrupt) passes through.
+    """
+    if isinstance(exc, HttpxRefreshError) or not isinstance(exc, Exception):
+        return exc
+    from ._credentials import scrub
+
+    kind = type(exc).__name__
+    transient = _is_transport_error(exc) or isinstance(exc, TimeoutError)
+    detail = scrub(str(exc), secrets)
+    message = f"refresher raised {kind}" + (f": {detail}" if detail else "")
+    error = RefreshError(message, transient=transient)
+    error.__cause__ = exc
+    return error
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    for cls in type(exc).__mro__:
+        if cls.__name__ == "TransportError" and cls.__module__.split(".")[0] in {"httpx", "httpx2"}:
+            return True
+    return False

@@ -1,0 +1,90 @@
+"""Calling user callables (refreshers, ``on_refresh`` hooks) from either flavour (DESIGN R14).
+
+- From async code: an object with an ``acall`` coroutine method, or an async
+  function, is awaited; a plain function runs in a worker thread
+  (``anyio.to_thread``) so it never blocks the event loop.
+- From sync code: a plain function is called directly; an async function runs on
+  a private event loop in a short-lived thread (so it works even when the calling
+  thread already runs a loop).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+__all__ = ["call_async", "call_sync", "is_async_callable"]
+
+
+def is_async_callable(fn: Any) -> bool:
+    """Tell whether calling ``fn`` returns a coroutine (functions, partials, callable objects)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - the object's own __call__
+    )
+
+
+def _run_private_loop(fn: Callable[[], Any]) -> Any:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = anyio.run(fn)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="httpx-refresh-private-loop", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def call_sync(fn: Any, *args: Any, time_limit: float | None = None, **kwargs: Any) -> Any:
+    """Call ``fn`` from sync code and return its result.
+
+    An async ``fn`` (or an awaitable result) is awaited on a private event loop,
+    cancelled after ``time_limit`` seconds (``TimeoutError``) when one is given.
+    """
+    if is_async_callable(fn):
+        awaitable: Any = None
+    else:
+        awaitable = fn(*args, **kwargs)
+        if not inspect.isawaitable(awaitable):
+            return awaitable
+
+    async def run() -> Any:
+        with anyio.fail_after(time_limit):
+            if awaitable is None:
+                return await fn(*args, **kwargs)
+            return await awaitable
+
+    return _run_private_loop(run)
+
+
+async def call_async(fn: Any, *args: Any, time_limit: float | None = None, **kwargs: Any) -> Any:
+    """Call ``fn`` from async code and return its result.
+
+    Awaits ``fn.acall`` or an async ``fn``, cancelled after ``time_limit`` seconds
+    (``TimeoutError``) when one is given; a plain function runs in a worker thread,
+    which cannot be interrupted, so ``time_limit`` does not apply to it.
+    """
+    acall = getattr(fn, "acall", None)
+    if acall is not None and inspect.iscoroutinefunction(acall):
+        with anyio.fail_after(time_limit):
+            return await acall(*args, **kwargs)
+    if is_async_callable(fn):
+        with anyio.fail_after(time_limit):
+            return await fn(*args, **kwargs)
+    result = await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+    if inspect.isawaitable(result):
+        return await result
+    return result

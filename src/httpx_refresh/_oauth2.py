@@ -1,0 +1,296 @@
+"""Built-in refreshers: RFC 6749 refresh_token (section 6) and client_credentials (section 4.4).
+
+Each call posts a form to the token endpoint with its own short-lived httpx client
+(never following redirects, never putting a secret in the URL), parses the token
+response (section 5.1) or error response (section 5.2), and returns the response's
+fields for ``RefreshAuth`` to merge.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import parse_qsl, quote_plus
+
+import httpx
+
+from ._credentials import scrub, secret_values
+from ._exceptions import ReauthorizationRequired, RefreshError
+
+__all__ = ["ClientCredentialsRefresh", "OAuth2Refresh"]
+
+#: RFC 6749 section 5.2 error codes after which only the user can repair the grant.
+PERMANENT_ERRORS = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
+#: Error codes that mean "try again later" (RFC 6749 section 4.1.2.1, used by token endpoints).
+TRANSIENT_ERRORS = frozenset({"server_error", "temporarily_unavailable"})
+TRANSIENT_STATUSES = frozenset({408, 429})
+
+
+def basic_credentials(client_id: str, client_secret: str) -> str:
+    """Build an RFC 6749 section 2.3.1 ``Authorization: Basic`` value.
+
+    The client id and secret are each form-urlencoded (``application/x-www-form-urlencoded``)
+    before being joined with ``:`` and base64-encoded, so a secret containing ``+``,
+    ``%`` or ``:`` reaches the server intact.
+    """
+    raw = f"{quote_plus(client_id, safe='')}:{quote_plus(client_secret, safe='')}"
+    return "Basic " + base64.b64encode(raw.encode("utf-8")).decode("ascii")
+
+
+def _decode_body(response: httpx.Response) -> Any:
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    text = response.text
+    if content_type == "application/x-www-form-urlencoded":
+        return dict(parse_qsl(text))
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+class _TokenGrant:
+    """Shared machinery: form building, client authentication, request and parsing."""
+
+    grant_type = ""
+
+    def __init__(
+        self,
+        token_url: str,
+        *,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        client_auth: Literal["basic", "body"] = "basic",
+        scope: str | list[str] | None = None,
+        extra: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        url = httpx.URL(token_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"token_url must be an absolute http(s) URL, got {url.scheme!r} URL")
+        if client_auth not in ("basic", "body"):
+            raise ValueError(f"client_auth must be 'basic' or 'body', got {client_auth!r}")
+        self.token_url = str(url)
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.client_auth = client_auth
+        self.scope = " ".join(scope) if isinstance(scope, list) else scope
+        self.extra = dict(extra or {})
+        self.timeout = timeout
+        self._transport = transport
+        self._async_transport = async_transport
+
+    def __repr__(self) -> str:
+        secret = "None" if self._client_secret is None else "'***'"
+        return (
+            f"{type(self).__name__}({str(httpx.URL(self.token_url).copy_with(query=None))!r}, "
+            f"client_id={self.client_id!r}, client_secret={secret}, "
+            f"client_auth={self.client_auth!r}, scope={self.scope!r})"
+        )
+
+    # -- building the request ------------------------------------------------------
+
+    def _grant_fields(self, credentials: Mapping[str, Any]) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _client(self, connector_parameters: Mapping[str, Any]) -> tuple[str | None, str | None]:
+        client_id = self.client_id
+        if client_id is None:
+            value = connector_parameters.get("client_id", connector_parameters.get("clientId"))
+            client_id = None if value is None else str(value)
+        client_secret = self._client_secret
+        if client_secret is None:
+            value = connector_parameters.get(
+                "client_secret", connector_parameters.get("clientSecret")
+            )
+            client_secret = None if value is None else str(value)
+        return client_id, client_secret
+
+    def _build(
+        self, credentials: Mapping[str, Any], connector_parameters: Mapping[str, Any]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        form = {"grant_type": self.grant_type, **self._grant_fields(credentials)}
+        if self.scope:
+            form["scope"] = self.scope
+        form.update(self.extra)
+        headers = {"Accept": "application/json"}
+        client_id, client_secret = self._client(connector_parameters)
+        if self.client_auth == "basic" and client_id is not None:
+            headers["Authorization"] = basic_credentials(client_id, client_secret or "")
+        else:
+            if client_id is not None:
+                form["client_id"] = client_id
+            if client_secret is not None:
+                form["client_secret"] = client_secret
+        return headers, form
+
+    def _secrets(self, *mappings: Mapping[str, Any]) -> list[str]:
+        found = secret_values(*mappings)
+        if self._client_secret:
+            found.append(self._client_secret)
+        return found
+
+    # -- parsing the response --------------------------------------------------------
+
+    def _parse(self, response: httpx.Response, secrets: list[str]) -> dict[str, Any]:
+        status = response.status_code
+        body = _decode_body(response)
+        fields = body if isinstance(body, dict) else {}
+        error = fields.get("error")
+        oauth_error = error if isinstance(error, str) else None
+        description = fields.get("error_description")
+        detail = f"{status}" + (f" {oauth_error}" if oauth_error else "")
+        if isinstance(description, str) and description:
+            detail += ": " + scrub(description[:200], secrets)
+        if 200 <= status < 300:
+            if not isinstance(body, dict):
+                raise RefreshError(
+                    f"token endpoint answered {status} with a body that is not a JSON object",
+                    status_code=status,
+                )
+            if isinstance(fields.get("access_token"), str) and fields["access_token"]:
+                return fields
+            if oauth_error in TRANSIENT_ERRORS:
+                raise RefreshError(
+                    f"token endpoint answered {detail}",
+                    transient=True,
+                    oauth_error=oauth_error,
+                    status_code=status,
+                )
+            raise ReauthorizationRequired(
+                f"token endpoint answered {detail} without an access_token",
+                oauth_error=oauth_error,
+                status_code=status,
+            )
+        if 300 <= status < 400:
+            raise RefreshError(
+                f"token endpoint answered {status} (a redirect); token requests never follow "
+                "redirects",
+                status_code=status,
+            )
+        if oauth_error in PERMANENT_ERRORS or (status == 401 and oauth_error is None):
+            raise ReauthorizationRequired(
+                f"token endpoint answered {detail}", oauth_error=oauth_error, status_code=status
+            )
+        transient = status in TRANSIENT_STATUSES or status >= 500 or oauth_error in TRANSIENT_ERRORS
+        raise RefreshError(
+            f"token endpoint answered {detail}",
+            transient=transient,
+            oauth_error=oauth_error,
+            status_code=status,
+        )
+
+    def _transport_error(self, exc: httpx.HTTPError) -> RefreshError:
+        return RefreshError(f"token endpoint request failed: {type(exc).__name__}", transient=True)
+
+    # -- calling -------------------------------------------------------------------
+
+    def __call__(
+        self,
+        *,
+        credentials: Mapping[str, Any],
+        connector_parameters: Mapping[str, Any] | None = None,
+        connection_parameters: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Run the grant with a sync client and return the token response's fields.
+
+        Args:
+            credentials: the current credentials.
+            connector_parameters: may supply ``client_id`` / ``client_secret`` when
+                they were not given to the constructor.
+            connection_parameters: unused; accepted for the refresher signature.
+
+        Returns:
+            The token response (RFC 6749 section 5.1) as a dict.
+
+        Raises:
+            ReauthorizationRequired: ``invalid_grant``, ``invalid_client``,
+                ``unauthorized_client``, a 401, a 2xx without ``access_token``, or no
+                ``refresh_token`` in the credentials.
+            RefreshError: any other failure; ``transient`` for network errors,
+                timeouts, 408, 429, 5xx, ``server_error``, ``temporarily_unavailable``.
+        """
+        parameters = connector_parameters or {}
+        headers, form = self._build(credentials, parameters)
+        secrets = self._secrets(credentials, parameters)
+        try:
+            with httpx.Client(
+                timeout=self.timeout, follow_redirects=False, transport=self._transport
+            ) as client:
+                response = client.post(self.token_url, data=form, headers=headers)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        return self._parse(response, secrets)
+
+    async def acall(
+        self,
+        *,
+        credentials: Mapping[str, Any],
+        connector_parameters: Mapping[str, Any] | None = None,
+        connection_parameters: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Run the grant with an async client (asyncio or trio); see :meth:`__call__`."""
+        parameters = connector_parameters or {}
+        headers, form = self._build(credentials, parameters)
+        secrets = self._secrets(credentials, parameters)
+        try:
+            async with httpx.AsyncClient(
+                timeout=self.timeout, follow_redirects=False, transport=self._async_transport
+            ) as client:
+                response = await client.post(self.token_url, data=form, headers=headers)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        return self._parse(response, secrets)
+
+
+class OAuth2Refresh(_TokenGrant):
+    """Refresher for the RFC 6749 section 6 refresh_token grant.
+
+    Posts ``grant_type=refresh_token`` with the credentials' ``refresh_token``. A
+    rotated ``refresh_token`` in the response replaces the old one when merged; a
+    response without one keeps it (DESIGN R8).
+
+    Args:
+        token_url: the token endpoint (absolute http or https URL).
+        client_id: the client identifier; default: ``connector_parameters["client_id"]``
+            (or ``clientId``) at call time.
+        client_secret: the client secret; default from ``connector_parameters`` likewise.
+        client_auth: ``"basic"`` (HTTP Basic, id and secret form-urlencoded first,
+            RFC 6749 section 2.3.1) or ``"body"`` (``client_id`` / ``client_secret``
+            form fields).
+        scope: sent as ``scope`` on every call (a list is joined with spaces).
+        extra: more form fields sent on every call (e.g. ``{"audience": ...}``).
+        timeout: seconds for the whole token request (httpx timeout).
+        transport: an ``httpx.BaseTransport`` for the sync client (tests).
+        async_transport: an ``httpx.AsyncBaseTransport`` for the async client (tests).
+
+    Raises:
+        ValueError: ``token_url`` is not an absolute http(s) URL, or ``client_auth`` is unknown.
+    """
+
+    grant_type = "refresh_token"
+
+    def _grant_fields(self, credentials: Mapping[str, Any]) -> dict[str, str]:
+        refresh_token = credentials.get("refresh_token")
+        if not isinstance(refresh_token, str) or not refresh_token:
+            raise ReauthorizationRequired("credentials have no refresh_token to refresh with")
+        return {"refresh_token": refresh_token}
+
+
+class ClientCredentialsRefresh(_TokenGrant):
+    """Refresher for the RFC 6749 section 4.4 client_credentials grant.
+
+    Fetches a new access token with the client's own credentials; no refresh token
+    is needed. Arguments as for :class:`OAuth2Refresh`.
+
+    Raises:
+        ValueError: ``token_url`` is not an absolute http(s) URL, or ``client_auth`` is unknown.
+    """
+
+    grant_type = "client_credentials"
+
+    def _grant_fields(self, credentials: Mapping[str, Any]) -> dict[str, str]:
+        return {}
