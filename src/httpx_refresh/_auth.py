@@ -14,7 +14,7 @@ from . import _core
 from ._apply import Applier, bearer
 from ._credentials import Snapshot, make_snapshot, secret_values
 from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshError
-from ._flight import Flight, FlightControl, RefreshStats, translate
+from ._flight import Flight, FlightControl, RefreshStats, fresh_copy, translate
 from ._invoke import call_async, call_sync
 
 __all__ = ["RefreshAuth"]
@@ -186,7 +186,7 @@ class RefreshAuth(httpx.Auth):
             clock=clock,
             rewind_plan=_rewind_plan,
             in_scope=self._in_scope,
-            fail_fast=lambda: control.dead,
+            fail_fast=lambda: None if control.dead is None else fresh_copy(control.dead),
         )
 
     # -- public surface ------------------------------------------------------------
@@ -259,7 +259,19 @@ class RefreshAuth(httpx.Auth):
         """Drive the core for a sync client (called by httpx)."""
         if self.requires_request_body:
             request.read()
-        flow = _core.flow(self._decisions, request)
+        decisions = self._decisions
+        flow = None
+        if self._origins is None or self._in_scope(request):
+            # Fast path, inlined: fresh credentials, no action objects, no lock.
+            snapshot, ready = _core.prepare(decisions, request)
+            if ready:
+                rewind = _rewind_plan(request)
+                response = yield request
+                if not decisions.is_rejected(response):
+                    return
+                flow = _core.after_rejection(decisions, request, snapshot, rewind, response)
+        if flow is None:
+            flow = _core.flow(decisions, request)
         try:
             action = next(flow)
             while True:
@@ -282,7 +294,18 @@ class RefreshAuth(httpx.Auth):
         """Drive the core for an async client (called by httpx)."""
         if self.requires_request_body:
             await request.aread()
-        flow = _core.flow(self._decisions, request)
+        decisions = self._decisions
+        flow = None
+        if self._origins is None or self._in_scope(request):
+            snapshot, ready = _core.prepare(decisions, request)
+            if ready:
+                rewind = _rewind_plan(request)
+                response = yield request
+                if not decisions.is_rejected(response):
+                    return
+                flow = _core.after_rejection(decisions, request, snapshot, rewind, response)
+        if flow is None:
+            flow = _core.flow(decisions, request)
         try:
             action = next(flow)
             while True:

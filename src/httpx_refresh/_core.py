@@ -13,6 +13,7 @@ driving the generator by hand.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Generator
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from ._credentials import Snapshot
 from ._exceptions import HttpxRefreshError, RequestNotReplayable
 
-__all__ = ["Decisions", "Refresh", "Send", "flow"]
+__all__ = ["Decisions", "Refresh", "Send", "after_rejection", "flow", "prepare"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class Decisions:
     """
 
     __slots__ = (
+        "_refresh_at",
         "_rejected_until",
         "_rejected_version",
         "apply",
@@ -106,6 +108,7 @@ class Decisions:
         self.fail_fast = fail_fast
         self._rejected_version = -1
         self._rejected_until = 0.0
+        self._refresh_at: tuple[Snapshot | None, float] = (None, 0.0)
 
     def needs_refresh(self, snapshot: Snapshot, now: float) -> bool:
         """R2: is a refresh mandatory before sending with ``snapshot`` at ``now``?
@@ -114,16 +117,29 @@ class Decisions:
         ``now >= expires_at - leeway``, the leeway clamped to half the token's
         lifetime when that is known. Unknown expiry never refreshes proactively.
         """
+        cached = self._refresh_at
+        if cached[0] is not snapshot:
+            # One tuple, one attribute write: concurrent readers never see a
+            # snapshot paired with another snapshot's deadline.
+            cached = self._refresh_at = (snapshot, self.refresh_deadline(snapshot))
+        return now >= cached[1]
+
+    def refresh_deadline(self, snapshot: Snapshot) -> float:
+        """R2: the epoch second from which ``snapshot`` must be refreshed before use.
+
+        ``-inf`` with no usable token, ``+inf`` with an unknown expiry, else
+        ``expires_at - min(leeway, lifetime / 2)``.
+        """
         if self.token_key is not None and not snapshot.credentials.get(self.token_key):
-            return True
+            return -math.inf
         expires_at = snapshot.expires_at
         if expires_at is None:
-            return False
+            return math.inf
         leeway = self.leeway
         lifetime = snapshot.lifetime
         if lifetime is not None and leeway > lifetime / 2:
             leeway = lifetime / 2
-        return now >= expires_at - leeway
+        return expires_at - leeway
 
     def storm_guarded(self, version: int, now: float) -> bool:
         """R11: was the replay right after the refresh to ``version`` rejected recently?"""
@@ -142,6 +158,27 @@ class Decisions:
         self._rejected_until = 0.0
 
 
+def prepare(decisions: Decisions, request: Any) -> tuple[Snapshot, bool]:
+    """R1, R2, R10: the first decision for an in-scope request, with no I/O.
+
+    Returns:
+        ``(snapshot, True)`` when the request may go out now (the snapshot has been
+        applied to it), or ``(snapshot, False)`` when ``snapshot`` must be refreshed
+        first.
+
+    Raises:
+        HttpxRefreshError: whatever ``fail_fast`` returns, or an applier's error.
+    """
+    blocked = decisions.fail_fast()
+    if blocked is not None:
+        raise blocked
+    snapshot = decisions.current()
+    if decisions.needs_refresh(snapshot, decisions.clock()):
+        return snapshot, False
+    decisions.apply(request, snapshot.credentials)
+    return snapshot, True
+
+
 def flow(decisions: Decisions, request: Any) -> Generator[Send | Refresh, Any, None]:
     """Decide what happens to one request (DESIGN R1, R2, R4, R5, R11, R12).
 
@@ -155,17 +192,27 @@ def flow(decisions: Decisions, request: Any) -> Generator[Send | Refresh, Any, N
     if not decisions.in_scope(request):
         yield Send(request)
         return
-    blocked = decisions.fail_fast()
-    if blocked is not None:
-        raise blocked
-    snapshot = decisions.current()
-    if decisions.needs_refresh(snapshot, decisions.clock()):
+    snapshot, ready = prepare(decisions, request)
+    if not ready:
         snapshot = yield Refresh(snapshot.version, "proactive")
-    decisions.apply(request, snapshot.credentials)
+        decisions.apply(request, snapshot.credentials)
     rewind = decisions.rewind_plan(request)
     response = yield Send(request)
-    if not decisions.is_rejected(response):
-        return
+    if decisions.is_rejected(response):
+        yield from after_rejection(decisions, request, snapshot, rewind, response)
+
+
+def after_rejection(
+    decisions: Decisions, request: Any, snapshot: Snapshot, rewind: Rewind, response: Any
+) -> Generator[Send | Refresh, Any, None]:
+    """R4, R5, R11, R12: what follows a rejected response to ``request`` sent with ``snapshot``.
+
+    Refresh (or adopt a newer version), then replay exactly once; a rejected replay
+    goes back to the caller and is remembered for R11.
+
+    Raises:
+        RequestNotReplayable: the body cannot be re-read (raised after the refresh).
+    """
     if decisions.storm_guarded(snapshot.version, decisions.clock()):
         return
     # R5: if someone already replaced this version, the flight control hands back

@@ -18,10 +18,11 @@ one event loop, so one auth works from several loops one after another.
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -29,7 +30,9 @@ import anyio.lowlevel
 from ._credentials import Snapshot, make_snapshot, merge_credentials
 from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshError
 
-__all__ = ["Flight", "FlightControl", "RefreshStats"]
+__all__ = ["Flight", "FlightControl", "RefreshStats", "fresh_copy", "translate"]
+
+E = TypeVar("E", bound=BaseException)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +67,27 @@ class Flight:
         self._wakers: list[Callable[[], None]] | None = []
 
     def outcome(self) -> Snapshot:
-        """Return the flight's snapshot or raise its error (once done)."""
+        """Return the flight's snapshot or raise (a copy of) its error, once done."""
         if self.error is not None:
-            raise self.error
+            raise fresh_copy(self.error)
         assert self.result is not None
         return self.result
+
+
+def fresh_copy(error: E) -> E:
+    """Return a copy of ``error`` with no traceback, for raising in one more place.
+
+    Raising one instance in many tasks or threads would grow its traceback without
+    bound and race on it; every waiter gets an equal copy instead (same type,
+    message and attributes, same ``__cause__``).
+    """
+    try:
+        clone = copy.copy(error)
+    except Exception:  # noqa: BLE001 - an exception type that cannot be copied
+        return error
+    clone.__cause__ = error.__cause__
+    clone.__suppress_context__ = True
+    return clone.with_traceback(None)
 
 
 def _waker(event: anyio.Event) -> Callable[[], None]:
@@ -124,7 +143,7 @@ class FlightControl:
         """
         with self._mutex:
             if self.dead is not None:
-                raise self.dead
+                raise fresh_copy(self.dead)
             snapshot = self.snapshot
             if snapshot.version != base_version:
                 self._deduplicated += 1
