@@ -78,7 +78,7 @@ class _Headers:
         values = {}
         for name, template in self._templates.items():
             try:
-                values[name] = template.format_map(credentials)
+                values[name] = template.format_map(_Present(credentials))
             except KeyError as exc:
                 raise HttpxRefreshError(
                     f"credentials have no {exc.args[0]!r} for the {name} header"
@@ -88,6 +88,13 @@ class _Headers:
 
     def __repr__(self) -> str:
         return f"headers({self._templates!r})"
+
+
+class _Present(dict[str, Any]):
+    """The credentials without ``None`` or empty values: a missing key raises ``KeyError``."""
+
+    def __init__(self, credentials: Mapping[str, Any]) -> None:
+        super().__init__((k, v) for k, v in credentials.items() if v is not None and v != "")
 
 
 def headers(templates: Mapping[str, str]) -> Applier:

@@ -365,7 +365,7 @@ class RefreshAuth(httpx.Auth):
             error = self._fail(flight, exc, reason)
             if error is exc:
                 raise
-            raise error from exc
+            raise error from error.__cause__
         if committed and self._on_refresh is not None:
             try:
                 call_sync(self._on_refresh, dict(snapshot.credentials))
@@ -400,7 +400,7 @@ class RefreshAuth(httpx.Auth):
             error = self._fail(flight, exc, reason)
             if error is exc:
                 raise
-            raise error from exc
+            raise error from error.__cause__
         if committed and self._on_refresh is not None:
             try:
                 await call_async(self._on_refresh, dict(snapshot.credentials))

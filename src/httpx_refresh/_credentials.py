@@ -147,8 +147,9 @@ def merge_credentials(
     """Merge what a refresh returned into the old credentials (DESIGN R8).
 
     Shallow: returned keys overwrite, absent keys stay, a returned ``None`` keeps the
-    old value. A new ``access_token`` without ``expires_in`` / ``expires_at`` drops
-    the old expiry fields. When the refresh gave ``expires_in`` only, an absolute
+    old value. A new ``access_token`` or new expiry information replaces all the old
+    expiry fields, so a new token without ``expires_in`` / ``expires_at`` has an
+    unknown expiry. When the refresh gave ``expires_in`` only, an absolute
     ``expires_at`` (epoch seconds) is added so persisted credentials stay meaningful.
 
     Args:
@@ -161,12 +162,13 @@ def merge_credentials(
     """
     merged = dict(old)
     given = {key: value for key, value in returned.items() if value is not None}
-    if "access_token" in given and not any(key in given for key in EXPIRY_KEYS):
+    if "access_token" in given or any(key in given for key in EXPIRY_KEYS):
+        # Expiry belongs to the access token: new token or new expiry information
+        # replaces all of the old expiry information (never a stale lifetime).
         for key in EXPIRY_KEYS:
             merged.pop(key, None)
     merged.update(given)
     if "expires_in" in given and "expires_at" not in given:
-        merged.pop("expires_at", None)
         lifetime = parse_expires_in(given["expires_in"])
         if lifetime is None:
             logger.warning("refresh: expires_in is not a number; expiry treated as unknown")

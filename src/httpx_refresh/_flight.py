@@ -259,7 +259,10 @@ def translate(exc: BaseException, secrets: list[str]) -> BaseException:
     detail = scrub(str(exc), secrets)
     message = f"refresher raised {kind}" + (f": {detail}" if detail else "")
     error = RefreshError(message, transient=transient)
-    error.__cause__ = exc
+    # Keep the original as the cause for debugging, unless its own message holds a
+    # secret (a traceback or logger.exception would print it).
+    error.__cause__ = exc if detail == str(exc) else None
+    error.__suppress_context__ = True
     return error
 
 

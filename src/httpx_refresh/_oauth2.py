@@ -144,7 +144,7 @@ class _TokenGrant:
         description = fields.get("error_description")
         detail = f"{status}" + (f" {oauth_error}" if oauth_error else "")
         if isinstance(description, str) and description:
-            detail += ": " + scrub(description[:200], secrets)
+            detail += ": " + scrub(description, secrets)[:200]
         if 200 <= status < 300:
             if not isinstance(body, dict):
                 raise RefreshError(

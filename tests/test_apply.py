@@ -1,0 +1,231 @@
+"""Unit tests for the appliers ``bearer``, ``headers`` and ``query_param`` (DESIGN R1).
+
+Appliers are called directly on hand-built ``httpx.Request`` objects, and through
+``RefreshAuth`` with ``httpx.MockTransport`` to check what a replay carries (sync client, and
+async client on asyncio and trio).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+import httpx_refresh as hr
+
+URL = "https://api.example.com/items"
+ACCESS_1 = "at-one-4f2c9a7d1e"
+ACCESS_2 = "at-two-8b3e6d0c5a"
+REFRESH_1 = "rt-one-2d9f7c4b1a"
+CLIENT_SECRET = "cs-9d8c7b6a5f4e"
+SECRETS = {"ACCESS_1": ACCESS_1, "REFRESH_1": REFRESH_1, "CLIENT_SECRET": CLIENT_SECRET}
+
+
+def leaked(*texts: str) -> list[str]:
+    """Names of the secrets found in ``texts`` (never their values)."""
+    return sorted({name for name, value in SECRETS.items() for text in texts if value in text})
+
+
+# -- bearer ----------------------------------------------------------------------------------
+
+
+def test_R1_bearer_sets_authorization() -> None:
+    """RFC 6750 section 2.1: ``Authorization: Bearer <access_token>``."""
+    request = httpx.Request("GET", URL)
+    hr.bearer()(request, {"access_token": ACCESS_1})
+    assert request.headers["Authorization"] == f"Bearer {ACCESS_1}"
+
+
+def test_R1_bearer_replaces_an_existing_authorization_header() -> None:
+    """The applier overwrites a stale header (e.g. on a replay); it never adds a second one."""
+    request = httpx.Request("GET", URL, headers={"Authorization": f"Bearer {ACCESS_1}"})
+    hr.bearer()(request, {"access_token": ACCESS_2})
+    assert request.headers.get_list("Authorization") == [f"Bearer {ACCESS_2}"]
+
+
+def test_R1_bearer_custom_key_header_and_scheme() -> None:
+    """``key``, ``header`` and ``scheme`` are configurable; ``scheme=""`` sends the bare value."""
+    request = httpx.Request("GET", URL)
+    hr.bearer("id_token", header="X-Auth", scheme="Token")(request, {"id_token": "idt-1234"})
+    hr.bearer("api_key", header="X-Api-Key", scheme="")(request, {"api_key": 12345})
+    assert request.headers["X-Auth"] == "Token idt-1234"
+    assert request.headers["X-Api-Key"] == "12345"
+    assert "Authorization" not in request.headers
+
+
+# -- headers -----------------------------------------------------------------------------------
+
+
+def test_R1_headers_sets_several_headers_from_one_snapshot() -> None:
+    """R1 / C05: every templated header comes from the one mapping passed in."""
+    apply = hr.headers(
+        {
+            "Authorization": "Token {access_token}",
+            "X-Tenant": "{tenant_id}",
+            "X-Realm": "realm={realmId};region={region}",
+            "X-Literal": "{{not a field}}",
+        }
+    )
+    request = httpx.Request("GET", URL, headers={"X-Tenant": "stale"})
+    apply(
+        request,
+        {"access_token": ACCESS_1, "tenant_id": "t-1", "realmId": 42, "region": "eu"},
+    )
+    assert request.headers["Authorization"] == f"Token {ACCESS_1}"
+    assert request.headers.get_list("X-Tenant") == ["t-1"]
+    assert request.headers["X-Realm"] == "realm=42;region=eu"
+    assert request.headers["X-Literal"] == "{not a field}"
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{}", "{0}", "{access_token.upper}", "{access_token[0]}", "{access_token!r}", "{x:>10}"],
+)
+def test_R1_headers_rejects_invalid_template_fields_at_construction(template: str) -> None:
+    """Template fields must be plain keys; anything else is a ValueError at once, before any
+    request (attribute and index lookups would let a template reach into objects)."""
+    with pytest.raises(ValueError, match="template fields"):
+        hr.headers({"Authorization": template})
+
+
+def test_R1_headers_missing_key_sets_no_header_and_hides_values() -> None:
+    """R1: a missing key raises HttpxRefreshError before any header is set (never half a
+    snapshot on the request); the message names the key, never a value."""
+    apply = hr.headers({"Authorization": "Bearer {access_token}", "X-Tenant": "{tenant_id}"})
+    request = httpx.Request("GET", URL)
+    with pytest.raises(hr.HttpxRefreshError) as info:
+        apply(request, {"access_token": ACCESS_1, "refresh_token": REFRESH_1})
+    assert "tenant_id" in str(info.value)
+    assert "Authorization" not in request.headers
+    assert "X-Tenant" not in request.headers
+    assert leaked(str(info.value), repr(info.value)) == []
+
+
+# -- query_param --------------------------------------------------------------------------------
+
+
+def test_R1_query_param_replaces_an_existing_value() -> None:
+    """The value replaces an earlier one with the same name; other parameters stay."""
+    request = httpx.Request("GET", URL, params={"api_key": "old", "page": "2"})
+    hr.query_param("api_key")(request, {"access_token": ACCESS_1})
+    assert request.url.params.get_list("api_key") == [ACCESS_1]
+    assert request.url.params["page"] == "2"
+    hr.query_param("api_key")(request, {"access_token": ACCESS_2})
+    assert request.url.params.get_list("api_key") == [ACCESS_2]
+    assert request.url.params.get_list("page") == ["2"]
+
+
+def test_R1_query_param_custom_key() -> None:
+    """``key`` chooses the credentials field."""
+    request = httpx.Request("GET", URL)
+    hr.query_param("key", key="api_key")(request, {"api_key": "k-1"})
+    assert request.url.params["key"] == "k-1"
+
+
+def _query_api(seen: list[httpx.URL]) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        if request.url.params.get_list("api_key") == [ACCESS_2]:
+            return httpx.Response(200)
+        return httpx.Response(401)
+
+    return httpx.MockTransport(handler)
+
+
+def _query_auth() -> hr.RefreshAuth:
+    return hr.RefreshAuth(
+        {"access_token": ACCESS_1, "refresh_token": REFRESH_1},
+        lambda **kwargs: {"access_token": ACCESS_2},
+        apply=hr.query_param("api_key"),
+    )
+
+
+def _check_replayed_urls(seen: list[httpx.URL]) -> None:
+    assert len(seen) == 2
+    assert seen[0].params.get_list("api_key") == [ACCESS_1]
+    assert seen[1].params.get_list("api_key") == [ACCESS_2]
+    for url in seen:
+        assert url.params.get_list("page") == ["2"]
+
+
+def test_R4_query_param_is_not_duplicated_on_replay_sync() -> None:
+    """R4 / R1: after a 401 the replay carries exactly one ``api_key``, the new one."""
+    seen: list[httpx.URL] = []
+    with httpx.Client(auth=_query_auth(), transport=_query_api(seen)) as client:
+        response = client.get(URL, params={"page": "2", "api_key": "user-supplied"})
+    assert response.status_code == 200
+    _check_replayed_urls(seen)
+
+
+@pytest.mark.anyio
+async def test_R4_query_param_is_not_duplicated_on_replay_async() -> None:
+    """R4 / R1: as the sync case, through AsyncClient on asyncio and trio."""
+    seen: list[httpx.URL] = []
+    with anyio.fail_after(10):
+        async with httpx.AsyncClient(auth=_query_auth(), transport=_query_api(seen)) as client:
+            response = await client.get(URL, params={"page": "2"})
+    assert response.status_code == 200
+    _check_replayed_urls(seen)
+
+
+# -- missing keys -------------------------------------------------------------------------------
+
+
+APPLIERS = {
+    "bearer": hr.bearer(),
+    "headers": hr.headers({"Authorization": "Bearer {access_token}"}),
+    "query_param": hr.query_param("api_key"),
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        ("bearer", "missing"),
+        ("bearer", None),
+        ("bearer", ""),
+        ("headers", "missing"),
+        ("headers", None),
+        ("query_param", "missing"),
+        ("query_param", None),
+        ("query_param", ""),
+    ],
+)
+def test_missing_key_raises_without_secret_in_message(kind: str, value: Any) -> None:
+    """A missing or ``None`` key (and an empty token for bearer / query_param) is an
+    HttpxRefreshError naming the key, with no credential value in its message or repr, and
+    the request untouched. ``None`` must never be sent as the text ``"None"``."""
+    apply = APPLIERS[kind]
+    credentials: dict[str, Any] = {
+        "refresh_token": REFRESH_1,
+        "client_secret": CLIENT_SECRET,
+        "note": ACCESS_1,
+    }
+    if value != "missing":
+        credentials["access_token"] = value
+    request = httpx.Request("GET", URL)
+    with pytest.raises(hr.HttpxRefreshError) as info:
+        apply(request, credentials)
+    assert "access_token" in str(info.value)
+    assert leaked(str(info.value), repr(info.value)) == []
+    assert "Authorization" not in request.headers
+    assert request.url.query == b""
+
+
+@pytest.mark.parametrize(
+    "apply",
+    [
+        hr.bearer(),
+        hr.headers({"Authorization": "Bearer {access_token}", "X-Tenant": "{tenant}"}),
+        hr.query_param("api_key"),
+    ],
+    ids=["bearer", "headers", "query_param"],
+)
+def test_applier_repr_holds_no_secret(apply: Any) -> None:
+    """Appliers describe their configuration, never a credential value."""
+    request = httpx.Request("GET", URL)
+    apply(request, {"access_token": ACCESS_1, "tenant": "t"})
+    assert leaked(repr(apply)) == []
+    assert repr(apply)

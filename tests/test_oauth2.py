@@ -1,0 +1,677 @@
+"""Unit tests for ``OAuth2Refresh`` and ``ClientCredentialsRefresh`` via ``httpx.MockTransport``.
+
+Each grant test runs three times: the sync client (``transport=``) and the async client
+(``async_transport=``) on asyncio and on trio. Standards: RFC 6749 sections 2.3.1 (client
+authentication), 4.4 (client credentials), 5.1 / 5.2 (token and error responses), 6 (refresh).
+Rules: DESIGN R8, R10, R13; case C18 end to end through ``RefreshAuth``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, unquote_plus
+
+import anyio
+import httpx
+import pytest
+
+import httpx_refresh as hr
+
+TOKEN_URL = "https://auth.example.com/oauth/token"
+API_URL = "https://api.example.com/items"
+CLIENT_ID = "client-7f3a"
+CLIENT_SECRET = "cs-9d8c7b6a5f4e"
+ACCESS_1 = "at-one-4f2c9a7d1e"
+ACCESS_2 = "at-two-8b3e6d0c5a"
+REFRESH_1 = "rt-one-2d9f7c4b1a"
+REFRESH_2 = "rt-two-6e1a3b8f0d"
+CREDENTIALS = {"access_token": ACCESS_1, "refresh_token": REFRESH_1, "token_type": "Bearer"}
+SECRETS = {
+    "CLIENT_SECRET": CLIENT_SECRET,
+    "ACCESS_1": ACCESS_1,
+    "ACCESS_2": ACCESS_2,
+    "REFRESH_1": REFRESH_1,
+    "REFRESH_2": REFRESH_2,
+}
+
+Handler = Callable[[httpx.Request], httpx.Response]
+Invoke = Callable[..., dict[str, Any]]
+
+
+class TokenEndpoint:
+    """A MockTransport handler that records every request it receives."""
+
+    def __init__(self, respond: Handler | None = None) -> None:
+        self.requests: list[httpx.Request] = []
+        self._respond = respond or (
+            lambda request: httpx.Response(
+                200,
+                json={
+                    "access_token": ACCESS_2,
+                    "token_type": "Bearer",
+                    "expires_in": 3600,
+                    "refresh_token": REFRESH_2,
+                },
+            )
+        )
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self._respond(request)
+
+    def form(self, index: int = 0) -> dict[str, list[str]]:
+        body = self.requests[index].content.decode("ascii")
+        return parse_qs(body, keep_blank_values=True, strict_parsing=True)
+
+
+def make(cls: type[Any], endpoint: TokenEndpoint, **kwargs: Any) -> Any:
+    return cls(
+        kwargs.pop("token_url", TOKEN_URL),
+        transport=httpx.MockTransport(endpoint),
+        async_transport=httpx.MockTransport(endpoint),
+        **kwargs,
+    )
+
+
+@pytest.fixture(params=["sync", "asyncio", "trio"])
+def invoke(request: pytest.FixtureRequest) -> Invoke:
+    """Run a refresher through its sync client, or its async client on asyncio / trio."""
+    flavour = request.param
+
+    def run(refresher: Any, **kwargs: Any) -> dict[str, Any]:
+        if flavour == "sync":
+            return dict(refresher(**kwargs))
+
+        async def main() -> dict[str, Any]:
+            with anyio.fail_after(10):
+                return dict(await refresher.acall(**kwargs))
+
+        return anyio.run(main, backend=flavour)
+
+    return run
+
+
+def assert_no_secret(*texts: str) -> None:
+    """Fail naming the secrets found, never printing their values."""
+    leaked = sorted({name for name, value in SECRETS.items() for text in texts if value in text})
+    assert leaked == []
+
+
+# -- the request -----------------------------------------------------------------------
+
+
+def test_refresh_token_grant_sends_exact_form_fields(invoke: Invoke) -> None:
+    """RFC 6749 section 6: one POST with grant_type, refresh_token, scope and extra fields,
+    form-encoded, client authenticated by HTTP Basic (so no client fields in the body)."""
+    endpoint = TokenEndpoint()
+    refresher = make(
+        hr.OAuth2Refresh,
+        endpoint,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        scope=["read", "write"],
+        extra={"audience": "https://api.example.com", "resource": "r1"},
+    )
+    result = invoke(refresher, credentials=CREDENTIALS)
+    assert result["access_token"] == ACCESS_2
+    assert len(endpoint.requests) == 1
+    sent = endpoint.requests[0]
+    assert sent.method == "POST"
+    assert str(sent.url) == TOKEN_URL
+    assert sent.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert sent.headers["accept"] == "application/json"
+    assert endpoint.form() == {
+        "grant_type": ["refresh_token"],
+        "refresh_token": [REFRESH_1],
+        "scope": ["read write"],
+        "audience": ["https://api.example.com"],
+        "resource": ["r1"],
+    }
+
+
+def test_refresh_token_grant_without_scope_or_extra_sends_only_grant_fields(
+    invoke: Invoke,
+) -> None:
+    """RFC 6749 section 6: scope is optional and not sent when not configured."""
+    endpoint = TokenEndpoint()
+    invoke(
+        make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET),
+        credentials=CREDENTIALS,
+    )
+    assert endpoint.form() == {"grant_type": ["refresh_token"], "refresh_token": [REFRESH_1]}
+
+
+def test_client_credentials_grant_sends_exact_form_fields(invoke: Invoke) -> None:
+    """RFC 6749 section 4.4: grant_type=client_credentials, scope, extra; never a refresh token,
+    even when the credentials hold one."""
+    endpoint = TokenEndpoint(
+        lambda r: httpx.Response(200, json={"access_token": ACCESS_2, "expires_in": 60})
+    )
+    refresher = make(
+        hr.ClientCredentialsRefresh,
+        endpoint,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        client_auth="body",
+        scope="read",
+        extra={"audience": "api"},
+    )
+    result = invoke(refresher, credentials={"refresh_token": REFRESH_1})
+    assert result == {"access_token": ACCESS_2, "expires_in": 60}
+    assert endpoint.form() == {
+        "grant_type": ["client_credentials"],
+        "scope": ["read"],
+        "audience": ["api"],
+        "client_id": [CLIENT_ID],
+        "client_secret": [CLIENT_SECRET],
+    }
+
+
+def test_client_credentials_grant_needs_no_credentials(invoke: Invoke) -> None:
+    """RFC 6749 section 4.4 / DESIGN R2: a connection with no token yet can fetch one."""
+    endpoint = TokenEndpoint()
+    refresher = make(
+        hr.ClientCredentialsRefresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    )
+    assert invoke(refresher, credentials={})["access_token"] == ACCESS_2
+    assert endpoint.form() == {"grant_type": ["client_credentials"]}
+    assert endpoint.requests[0].headers["authorization"].startswith("Basic ")
+
+
+@pytest.mark.parametrize("cls", [hr.OAuth2Refresh, hr.ClientCredentialsRefresh])
+def test_client_auth_basic_form_urlencodes_id_and_secret(invoke: Invoke, cls: type[Any]) -> None:
+    """RFC 6749 section 2.3.1: id and secret are form-urlencoded, then joined with ':' and
+    base64-encoded; a secret with '+', '%', ':' and a space reaches the server intact."""
+    client_id = "my app:1"
+    secret = "s3c+r%t:with space"
+    endpoint = TokenEndpoint()
+    invoke(make(cls, endpoint, client_id=client_id, client_secret=secret), credentials=CREDENTIALS)
+    header = endpoint.requests[0].headers["authorization"]
+    scheme, _, encoded = header.partition(" ")
+    assert scheme == "Basic"
+    raw = base64.b64decode(encoded, validate=True).decode("utf-8")
+    assert raw == "my+app%3A1:s3c%2Br%25t%3Awith+space"
+    assert raw.count(":") == 1
+    encoded_id, _, encoded_secret = raw.partition(":")
+    assert unquote_plus(encoded_id) == client_id
+    assert unquote_plus(encoded_secret) == secret
+    form = endpoint.form()
+    assert "client_id" not in form
+    assert "client_secret" not in form
+
+
+def test_client_auth_body_sends_client_fields_and_no_authorization(invoke: Invoke) -> None:
+    """RFC 6749 section 2.3.1: ``client_auth="body"`` sends client_id / client_secret as form
+    fields (the form encoding carries special characters) and no Authorization header."""
+    secret = "s3c+r%t:with space"
+    endpoint = TokenEndpoint()
+    refresher = make(
+        hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=secret, client_auth="body"
+    )
+    invoke(refresher, credentials=CREDENTIALS)
+    sent = endpoint.requests[0]
+    assert "authorization" not in sent.headers
+    assert endpoint.form() == {
+        "grant_type": ["refresh_token"],
+        "refresh_token": [REFRESH_1],
+        "client_id": [CLIENT_ID],
+        "client_secret": [secret],
+    }
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
+        {"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET},
+    ],
+    ids=["snake", "camel"],
+)
+@pytest.mark.parametrize("client_auth", ["basic", "body"])
+def test_client_id_and_secret_from_connector_parameters(
+    invoke: Invoke, parameters: dict[str, str], client_auth: str
+) -> None:
+    """The client id / secret default to ``connector_parameters`` at call time."""
+    endpoint = TokenEndpoint()
+    refresher = make(hr.OAuth2Refresh, endpoint, client_auth=client_auth)
+    invoke(refresher, credentials=CREDENTIALS, connector_parameters=parameters)
+    sent = endpoint.requests[0]
+    form = endpoint.form()
+    if client_auth == "basic":
+        expected = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+        assert sent.headers["authorization"] == f"Basic {expected}"
+        assert "client_secret" not in form
+    else:
+        assert form["client_id"] == [CLIENT_ID]
+        assert form["client_secret"] == [CLIENT_SECRET]
+        assert "authorization" not in sent.headers
+
+
+def test_constructor_arguments_win_over_connector_parameters(invoke: Invoke) -> None:
+    """Explicit client_id / client_secret are used even when connector parameters differ."""
+    endpoint = TokenEndpoint()
+    refresher = make(
+        hr.OAuth2Refresh,
+        endpoint,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        client_auth="body",
+    )
+    invoke(
+        refresher,
+        credentials=CREDENTIALS,
+        connector_parameters={"client_id": "other", "client_secret": "other-secret"},
+    )
+    form = endpoint.form()
+    assert form["client_id"] == [CLIENT_ID]
+    assert form["client_secret"] == [CLIENT_SECRET]
+
+
+@pytest.mark.parametrize("client_auth", ["basic", "body"])
+def test_R13_nothing_secret_in_the_url(invoke: Invoke, client_auth: str) -> None:
+    """R13 / C22: the token request is a POST whose URL holds no secret and no query string."""
+    endpoint = TokenEndpoint()
+    refresher = make(
+        hr.OAuth2Refresh,
+        endpoint,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        client_auth=client_auth,
+        extra={"audience": "api"},
+    )
+    invoke(refresher, credentials=CREDENTIALS)
+    sent = endpoint.requests[0]
+    assert sent.method == "POST"
+    assert sent.url.query == b""
+    url = str(sent.url)
+    assert_no_secret(url, unquote_plus(url))
+
+
+def test_R13_token_endpoint_redirect_is_not_followed(invoke: Invoke) -> None:
+    """R13 / C23 (b): a 307 from the token endpoint is a RefreshError; exactly 1 request,
+    the POST is never re-sent to the redirect target."""
+    endpoint = TokenEndpoint(
+        lambda r: httpx.Response(307, headers={"Location": "https://evil.example.net/token"})
+    )
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    with pytest.raises(hr.RefreshError) as info:
+        invoke(refresher, credentials=CREDENTIALS)
+    assert type(info.value) is hr.RefreshError
+    assert info.value.status_code == 307
+    assert info.value.transient is False
+    assert len(endpoint.requests) == 1
+    assert endpoint.requests[0].url.host == "auth.example.com"
+    assert_no_secret(str(info.value), repr(info.value))
+
+
+# -- the response ----------------------------------------------------------------------
+
+
+def test_token_response_fields_returned_with_string_expires_in_kept(invoke: Invoke) -> None:
+    """RFC 6749 section 5.1: every field is returned as sent (``expires_in: "3600"`` is kept
+    for RefreshAuth to parse, DESIGN R2)."""
+    body = {
+        "access_token": ACCESS_2,
+        "token_type": "bearer",
+        "expires_in": "3600",
+        "scope": "read",
+        "instance_url": "https://eu.example.com",
+    }
+    endpoint = TokenEndpoint(lambda r: httpx.Response(200, json=body))
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    assert invoke(refresher, credentials=CREDENTIALS) == body
+
+
+def test_token_response_form_urlencoded_is_accepted(invoke: Invoke) -> None:
+    """Some providers answer ``application/x-www-form-urlencoded``; it parses like JSON."""
+    endpoint = TokenEndpoint(
+        lambda r: httpx.Response(
+            200,
+            content=f"access_token={ACCESS_2}&token_type=bearer&expires_in=3600&scope=a+b".encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+        )
+    )
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    assert invoke(refresher, credentials=CREDENTIALS) == {
+        "access_token": ACCESS_2,
+        "token_type": "bearer",
+        "expires_in": "3600",
+        "scope": "a b",
+    }
+
+
+def test_token_response_json_without_json_content_type_is_accepted(invoke: Invoke) -> None:
+    """A JSON body labelled ``text/plain`` (seen in the wild) still parses."""
+    endpoint = TokenEndpoint(
+        lambda r: httpx.Response(
+            200,
+            content=b'{"access_token": "' + ACCESS_2.encode() + b'"}',
+            headers={"Content-Type": "text/plain"},
+        )
+    )
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    assert invoke(refresher, credentials=CREDENTIALS) == {"access_token": ACCESS_2}
+
+
+# -- error mapping (RFC 6749 section 5.2) -------------------------------------------------------
+
+
+def _respond(status: int, body: Any) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if body is None:
+            return httpx.Response(status)
+        if isinstance(body, bytes):
+            return httpx.Response(status, content=body)
+        return httpx.Response(status, json=body)
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "oauth_error"),
+    [
+        (400, {"error": "invalid_grant"}, "invalid_grant"),
+        (400, {"error": "invalid_grant", "error_description": "Token revoked"}, "invalid_grant"),
+        (401, {"error": "invalid_client"}, "invalid_client"),
+        (400, {"error": "invalid_client"}, "invalid_client"),
+        (400, {"error": "unauthorized_client"}, "unauthorized_client"),
+        (401, None, None),
+        (401, b"", None),
+        (200, {"error": "invalid_grant"}, "invalid_grant"),
+        (200, {"token_type": "bearer"}, None),
+        (200, {"access_token": ""}, None),
+    ],
+)
+def test_R10_permanent_errors_raise_reauthorization_required(
+    invoke: Invoke, status: int, body: Any, oauth_error: str | None
+) -> None:
+    """R10 / RFC 6749 section 5.2: invalid_grant, invalid_client, unauthorized_client, a 401
+    and a 2xx without ``access_token`` mean the user must reconnect."""
+    endpoint = TokenEndpoint(_respond(status, body))
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    with pytest.raises(hr.ReauthorizationRequired) as info:
+        invoke(refresher, credentials=CREDENTIALS)
+    error = info.value
+    assert error.oauth_error == oauth_error
+    assert error.status_code == status
+    assert error.transient is False
+    assert len(endpoint.requests) == 1
+    assert_no_secret(str(error), repr(error))
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "oauth_error"),
+    [
+        (400, {"error": "invalid_request"}, "invalid_request"),
+        (400, {"error": "invalid_scope"}, "invalid_scope"),
+        (400, {"error": "unsupported_grant_type"}, "unsupported_grant_type"),
+        (400, None, None),
+        (403, None, None),
+        (404, b"not found", None),
+    ],
+)
+def test_R10_other_client_errors_are_non_transient_refresh_errors(
+    invoke: Invoke, status: int, body: Any, oauth_error: str | None
+) -> None:
+    """R10: other 4xx answers fail the refresh without retrying, but are not "reconnect"."""
+    endpoint = TokenEndpoint(_respond(status, body))
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    with pytest.raises(hr.RefreshError) as info:
+        invoke(refresher, credentials=CREDENTIALS)
+    assert type(info.value) is hr.RefreshError
+    assert info.value.transient is False
+    assert info.value.oauth_error == oauth_error
+    assert info.value.status_code == status
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "oauth_error"),
+    [
+        (408, None, None),
+        (429, None, None),
+        (500, None, None),
+        (502, b"<html>bad gateway</html>", None),
+        (503, None, None),
+        (500, {"error": "server_error"}, "server_error"),
+        (400, {"error": "server_error"}, "server_error"),
+        (400, {"error": "temporarily_unavailable"}, "temporarily_unavailable"),
+        (200, {"error": "temporarily_unavailable"}, "temporarily_unavailable"),
+    ],
+)
+def test_R10_transient_errors_are_marked_transient(
+    invoke: Invoke, status: int, body: Any, oauth_error: str | None
+) -> None:
+    """R10: 408, 429, 5xx, ``server_error`` and ``temporarily_unavailable`` are transient."""
+    endpoint = TokenEndpoint(_respond(status, body))
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    with pytest.raises(hr.RefreshError) as info:
+        invoke(refresher, credentials=CREDENTIALS)
+    assert type(info.value) is hr.RefreshError
+    assert info.value.transient is True
+    assert info.value.oauth_error == oauth_error
+    assert info.value.status_code == status
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        httpx.ConnectError("connection refused"),
+        httpx.ReadTimeout("timed out"),
+        httpx.RemoteProtocolError("peer closed"),
+    ],
+    ids=["connect", "read-timeout", "protocol"],
+)
+def test_R10_network_errors_are_transient(invoke: Invoke, exc: Exception) -> None:
+    """R10: network errors and timeouts become a transient RefreshError (httpx translated)."""
+
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    endpoint = TokenEndpoint(fail)
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    with pytest.raises(hr.RefreshError) as info:
+        invoke(refresher, credentials=CREDENTIALS)
+    assert type(info.value) is hr.RefreshError
+    assert info.value.transient is True
+    assert info.value.status_code is None
+    assert_no_secret(str(info.value), repr(info.value))
+
+
+@pytest.mark.parametrize(
+    "content", [b"<html>OK</html>", b"not json", b"[1, 2]", b'"token"', b""], ids=repr
+)
+def test_R10_2xx_without_a_json_object_is_a_refresh_error(invoke: Invoke, content: bytes) -> None:
+    """A 200 whose body is not a JSON object is a (non-permanent) RefreshError."""
+    endpoint = TokenEndpoint(
+        lambda r: httpx.Response(200, content=content, headers={"Content-Type": "text/html"})
+    )
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    with pytest.raises(hr.RefreshError) as info:
+        invoke(refresher, credentials=CREDENTIALS)
+    assert type(info.value) is hr.RefreshError
+    assert info.value.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [{"access_token": ACCESS_1}, {"access_token": ACCESS_1, "refresh_token": ""}, {}],
+    ids=["missing", "empty", "nothing"],
+)
+def test_R10_no_refresh_token_raises_without_any_http_call(
+    invoke: Invoke, credentials: dict[str, Any]
+) -> None:
+    """R10: credentials without a refresh token cannot be refreshed: ReauthorizationRequired,
+    and the token endpoint is never called."""
+    endpoint = TokenEndpoint()
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    with pytest.raises(hr.ReauthorizationRequired):
+        invoke(refresher, credentials=credentials)
+    assert endpoint.requests == []
+
+
+def test_error_description_is_scrubbed_of_secrets(invoke: Invoke) -> None:
+    """An ``error_description`` echoing the refresh token or the client secret is redacted."""
+    description = f"refresh token {REFRESH_1} revoked for client secret {CLIENT_SECRET}"
+    endpoint = TokenEndpoint(
+        _respond(400, {"error": "invalid_grant", "error_description": description})
+    )
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    with pytest.raises(hr.ReauthorizationRequired) as info:
+        invoke(refresher, credentials=CREDENTIALS)
+    assert "revoked" in str(info.value)
+    assert_no_secret(str(info.value), repr(info.value))
+
+
+def test_long_error_description_leaks_no_part_of_a_secret(invoke: Invoke) -> None:
+    """A long ``error_description`` is cut; the cut must not leave part of a secret behind
+    (redact first, then truncate). No 8-character piece of the refresh token may remain."""
+    description = "x" * 190 + REFRESH_1 + " was revoked"
+    endpoint = TokenEndpoint(
+        _respond(400, {"error": "invalid_grant", "error_description": description})
+    )
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    with pytest.raises(hr.ReauthorizationRequired) as info:
+        invoke(refresher, credentials=CREDENTIALS)
+    texts = (str(info.value), repr(info.value))
+    pieces = {REFRESH_1[start : start + 8] for start in range(len(REFRESH_1) - 7)}
+    leaked = sum(piece in text for piece in pieces for text in texts)
+    assert leaked == 0, "part of the refresh token leaked into the error"
+
+
+# -- construction and repr ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["/oauth/token", "ftp://auth.example.com/token", "auth.example"])
+def test_token_url_must_be_absolute_http(url: str) -> None:
+    """The token URL must be an absolute http(s) URL."""
+    with pytest.raises(ValueError, match="token_url"):
+        hr.OAuth2Refresh(url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+
+
+def test_client_auth_must_be_basic_or_body() -> None:
+    """``client_auth`` is ``"basic"`` or ``"body"``."""
+    with pytest.raises(ValueError, match="client_auth"):
+        hr.ClientCredentialsRefresh(TOKEN_URL, client_auth="post")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cls", [hr.OAuth2Refresh, hr.ClientCredentialsRefresh])
+def test_repr_hides_the_client_secret(cls: type[Any]) -> None:
+    """No ``repr()`` holds a client secret."""
+    refresher = cls(TOKEN_URL, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    text = repr(refresher)
+    assert cls.__name__ in text
+    assert CLIENT_SECRET not in text
+    assert CLIENT_ID in text
+
+
+# -- C18 end to end through RefreshAuth --------------------------------------------------------
+
+
+class Api:
+    """A MockTransport API that accepts only ``ACCESS_2`` and counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        if request.headers.get("authorization") == f"Bearer {ACCESS_2}":
+            return httpx.Response(200, json={"ok": True})
+        return httpx.Response(401, json={"error": "invalid_token"})
+
+
+C18_VARIANTS = {
+    "400": (400, {"error": "invalid_grant", "error_description": f"{REFRESH_1} is revoked"}),
+    "200": (200, {"error": "invalid_grant"}),
+}
+
+
+@pytest.fixture(params=sorted(C18_VARIANTS))
+def c18_endpoint(request: pytest.FixtureRequest) -> TokenEndpoint:
+    """The C18 token endpoint: 400 ``invalid_grant``, or 200 with that body."""
+    status, body = C18_VARIANTS[request.param]
+    return TokenEndpoint(_respond(status, body))
+
+
+def c18_auth(endpoint: TokenEndpoint, credentials: dict[str, Any]) -> hr.RefreshAuth:
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    return hr.RefreshAuth(dict(credentials), refresher)
+
+
+def _check_c18(
+    error: hr.ReauthorizationRequired, auth: hr.RefreshAuth, endpoint: TokenEndpoint, api: Api
+) -> None:
+    assert error.oauth_error == "invalid_grant"
+    assert_no_secret(str(error), repr(error), repr(auth), repr(auth.stats))
+    assert dict(auth.credentials) == CREDENTIALS
+    assert auth.version == 0
+    assert len(endpoint.requests) == 1
+    assert api.calls == 1  # the rejected request only: no replay
+    assert auth.stats.replays == 0
+    assert auth.stats.refreshes == 0
+
+
+def test_C18_invalid_grant_sync(c18_endpoint: TokenEndpoint) -> None:
+    """C18: a rejected request whose refresh gets ``invalid_grant`` (400, or 200 with that body)
+    raises ReauthorizationRequired with ``oauth_error``, no secret, credentials unchanged,
+    no replay (sync client)."""
+    endpoint = c18_endpoint
+    auth = c18_auth(endpoint, CREDENTIALS)
+    api = Api()
+    with (
+        httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client,
+        pytest.raises(hr.ReauthorizationRequired) as info,
+    ):
+        client.get(API_URL)
+    _check_c18(info.value, auth, endpoint, api)
+
+
+@pytest.mark.anyio
+async def test_C18_invalid_grant_async(c18_endpoint: TokenEndpoint) -> None:
+    """C18: as the sync case, through AsyncClient on asyncio and trio."""
+    endpoint = c18_endpoint
+    auth = c18_auth(endpoint, CREDENTIALS)
+    api = Api()
+    with anyio.fail_after(10):
+        async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+            with pytest.raises(hr.ReauthorizationRequired) as info:
+                await client.get(API_URL)
+    _check_c18(info.value, auth, endpoint, api)
+
+
+@pytest.mark.anyio
+async def test_C18_invalid_grant_on_proactive_refresh_sends_nothing_to_the_api(
+    c18_endpoint: TokenEndpoint,
+) -> None:
+    """C18: when the refresh is needed before sending (no access token), the API is never
+    called and the credentials stay as they were."""
+    endpoint = c18_endpoint
+    credentials = {"refresh_token": REFRESH_1, "realmId": "42"}
+    auth = c18_auth(endpoint, credentials)
+    api = Api()
+    with anyio.fail_after(10):
+        async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+            with pytest.raises(hr.ReauthorizationRequired) as info:
+                await client.get(API_URL)
+    assert info.value.oauth_error == "invalid_grant"
+    assert_no_secret(str(info.value), repr(info.value))
+    assert api.calls == 0
+    assert dict(auth.credentials) == credentials
+    assert len(endpoint.requests) == 1
+
+
+def test_C18_success_path_for_contrast() -> None:
+    """C18 contrast: with a working token endpoint the same request is replayed once and the
+    rotated refresh token is merged (R8), so the C18 assertions above can fail."""
+    endpoint = TokenEndpoint()
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    auth = hr.RefreshAuth(dict(CREDENTIALS), refresher)
+    api = Api()
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
+        assert client.get(API_URL).status_code == 200
+    assert api.calls == 2
+    assert auth.stats.replays == 1
+    assert auth.credentials["refresh_token"] == REFRESH_2
+    assert auth.credentials["access_token"] == ACCESS_2
