@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote_plus
 
+import anyio.to_thread
 import httpx
 
 from ._credentials import scrub, secret_values
@@ -65,6 +67,7 @@ class _TokenGrant:
         scope: str | list[str] | None = None,
         extra: Mapping[str, str] | None = None,
         timeout: float = 10.0,
+        verify: ssl.SSLContext | bool | str = True,
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -80,6 +83,8 @@ class _TokenGrant:
         self.scope = " ".join(scope) if isinstance(scope, list) else scope
         self.extra = dict(extra or {})
         self.timeout = timeout
+        self._verify = verify
+        self._ssl_context: ssl.SSLContext | None = None
         self._transport = transport
         self._async_transport = async_transport
 
@@ -186,6 +191,14 @@ class _TokenGrant:
     def _transport_error(self, exc: httpx.HTTPError) -> RefreshError:
         return RefreshError(f"token endpoint request failed: {type(exc).__name__}", transient=True)
 
+    def _build_ssl_context(self) -> ssl.SSLContext:
+        if isinstance(self._verify, ssl.SSLContext):
+            return self._verify
+        # Loading the CA bundle takes tens of milliseconds: do it once per refresher.
+        context = httpx.create_ssl_context(verify=self._verify)
+        self._ssl_context = context
+        return context
+
     # -- calling -------------------------------------------------------------------
 
     def __call__(
@@ -217,8 +230,12 @@ class _TokenGrant:
         headers, form = self._build(credentials, parameters)
         secrets = self._secrets(credentials, parameters)
         try:
+            verify = self._ssl_context or self._build_ssl_context()
             with httpx.Client(
-                timeout=self.timeout, follow_redirects=False, transport=self._transport
+                timeout=self.timeout,
+                follow_redirects=False,
+                verify=verify,
+                transport=self._transport,
             ) as client:
                 response = client.post(self.token_url, data=form, headers=headers)
         except httpx.HTTPError as exc:
@@ -237,8 +254,14 @@ class _TokenGrant:
         headers, form = self._build(credentials, parameters)
         secrets = self._secrets(credentials, parameters)
         try:
+            verify = self._ssl_context
+            if verify is None:  # build it off the event loop (it reads files)
+                verify = await anyio.to_thread.run_sync(self._build_ssl_context)
             async with httpx.AsyncClient(
-                timeout=self.timeout, follow_redirects=False, transport=self._async_transport
+                timeout=self.timeout,
+                follow_redirects=False,
+                verify=verify,
+                transport=self._async_transport,
             ) as client:
                 response = await client.post(self.token_url, data=form, headers=headers)
         except httpx.HTTPError as exc:
@@ -264,6 +287,8 @@ class OAuth2Refresh(_TokenGrant):
         scope: sent as ``scope`` on every call (a list is joined with spaces).
         extra: more form fields sent on every call (e.g. ``{"audience": ...}``).
         timeout: seconds for the whole token request (httpx timeout).
+        verify: TLS verification as httpx takes it (``True``, a CA bundle path, or an
+            ``ssl.SSLContext``); the context is built once, off the event loop.
         transport: an ``httpx.BaseTransport`` for the sync client (tests).
         async_transport: an ``httpx.AsyncBaseTransport`` for the async client (tests).
 
