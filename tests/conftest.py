@@ -26,7 +26,7 @@ def serve(app: Any) -> Iterator[str]:
     The server runs in a daemon thread with its own event loop, so it answers while
     the test blocks (sync clients, threads) or runs its own loop (asyncio or trio).
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

@@ -16,7 +16,7 @@ import importlib.util
 import sys
 from collections.abc import Callable
 
-from . import __version__
+from . import __version__, _demo
 
 __all__ = ["build_parser", "main"]
 
@@ -57,10 +57,8 @@ def _port(text: str) -> int:
     return value
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo_command(args: argparse.Namespace) -> int:
     """Run ``httpx-refresh demo`` with parsed arguments; return the exit code."""
-    from . import _demo
-
     try:
         _demo.require_server()
     except _demo.DemoUnavailable as exc:
@@ -71,6 +69,9 @@ def _demo(args: argparse.Namespace) -> int:
         return _demo.serve_forever(port=port, ttl=args.ttl, token_latency=args.token_latency)
     if args.port is not None:
         print("httpx-refresh demo: --port only applies with --serve", file=sys.stderr)
+        return 2
+    if args.sync and args.clients not in (None, 1):
+        print("httpx-refresh demo: --sync shares one httpx.Client; drop --clients", file=sys.stderr)
         return 2
     if not args.sync and args.backend == "trio" and importlib.util.find_spec("trio") is None:
         print("httpx-refresh demo: --backend trio needs trio: pip install trio", file=sys.stderr)
@@ -84,6 +85,7 @@ def _demo(args: argparse.Namespace) -> int:
         token_latency=args.token_latency,
         reject_refreshes=args.reject_refreshes,
         progress=not args.no_progress,
+        clients=args.clients,
     )
     try:
         return _demo.run_demo(options)
@@ -126,14 +128,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--ttl",
         type=_seconds(0.0, inclusive=False),
-        default=2.0,
-        help="access-token lifetime in seconds; the run lasts about 3.6 of them (default 2)",
+        default=_demo.DEFAULT_TTL,
+        help="access-token lifetime in seconds; the requests are spread over "
+        f"{_demo.RUN_SPAN_TTLS:g} of them (default {_demo.DEFAULT_TTL:g})",
     )
     demo.add_argument(
         "--sync",
         action="store_true",
         help="use a pool of --concurrency threads sharing one httpx.Client instead of "
         "an httpx.AsyncClient",
+    )
+    demo.add_argument(
+        "--clients",
+        type=_positive_int,
+        default=None,
+        help="async only: httpx.AsyncClients sharing the one RefreshAuth, the connections "
+        f"split between them (default: one per {_demo.CONNECTIONS_PER_CLIENT} connections, "
+        "because httpcore 1.0's pool slows down with connections x queued requests)",
     )
     demo.add_argument(
         "--backend",
@@ -151,14 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--port",
         type=_port,
         default=None,
-        help="port for --serve (default 8765; 0 picks a free one)",
+        help=f"port for --serve (default {_demo.DEFAULT_PORT}; 0 picks a free one)",
     )
     demo.add_argument(
         "--token-latency",
         type=_seconds(0.0, inclusive=True),
-        default=0.05,
+        default=_demo.DEFAULT_TOKEN_LATENCY,
         metavar="SECONDS",
-        help="how long the token endpoint takes to answer (default 0.05)",
+        help="seconds the token endpoint takes to answer "
+        f"(default {_demo.DEFAULT_TOKEN_LATENCY:g})",
     )
     demo.add_argument(
         "--reject-refreshes",
@@ -169,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--no-progress", action="store_true", help="do not show the progress line on stderr"
     )
-    demo.set_defaults(handler=_demo)
+    demo.set_defaults(handler=_demo_command)
     return parser
 
 

@@ -1,47 +1,24 @@
-"""The demo: an embedded OAuth 2.0 provider, and a workload that drives ``RefreshAuth`` through it.
-
-:class:`DemoProvider` is a small OAuth 2.0 authorization server plus a protected API, a Starlette
-app served by uvicorn on 127.0.0.1 in its own thread (real sockets). It rotates refresh tokens
-and detects their reuse the way real providers do, so a client that ever sends a rotated-away
-refresh token loses the whole grant.
-
-:func:`run_demo` obtains a grant, then sends thousands of requests through one ``RefreshAuth``
-with ``OAuth2Refresh`` across several token lifetimes and one server-side revocation of every
-access token, and checks that no request failed and that the token endpoint saw at most one call
-per refresh period plus one per revocation.
-
-uvicorn and starlette come from the ``demo`` extra (``pip install 'httpx-refresh[demo]'``); they
-are imported only when a provider starts, so ``import httpx_refresh`` never needs them.
-"""
+"""The demo's embedded OAuth 2.0 provider and protected API (Starlette on uvicorn, 127.0.0.1)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hmac
-import inspect
 import itertools
-import math
 import secrets
-import signal
 import socket
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from types import FrameType, MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, unquote_plus
 
 import anyio
 import httpx
-
-from ._auth import RefreshAuth
-from ._oauth2 import OAuth2Refresh
 
 if TYPE_CHECKING:
     import uvicorn
@@ -49,26 +26,21 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+
 __all__ = [
+    "CONNECTIONS_PER_CLIENT",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
     "DEFAULT_PORT",
+    "DEFAULT_TOKEN_LATENCY",
     "DEFAULT_TTL",
-    "DemoOptions",
     "DemoProvider",
-    "DemoReport",
     "DemoUnavailable",
     "ProviderCounters",
-    "Schedule",
-    "allowed_token_calls",
-    "default_leeway",
-    "format_report",
-    "plan_schedule",
-    "refresh_interval",
+    "RUN_SPAN_TTLS",
+    "connect_grant",
     "require_server",
-    "run_demo",
-    "serve_forever",
-    "verdict",
+    "token_active",
 ]
 
 DEFAULT_CLIENT_ID = "demo-client"
@@ -79,21 +51,25 @@ DEFAULT_PORT = 8765
 #: Access-token lifetime in seconds; the default demo runs for about 3.6 of them.
 DEFAULT_TTL = 2.0
 #: Seconds the token endpoint waits before answering, so that concurrent requests pile up.
-DEFAULT_TOKEN_LATENCY = 0.05
+DEFAULT_TOKEN_LATENCY = 0.1
 REALM = "httpx-refresh demo"
 INSTALL_HINT = "pip install 'httpx-refresh[demo]'"
 
-#: The run lasts this many ttl (the last burst of requests starts then); revocation at half.
+#: The requests are spread over this many ttl; revocation around the middle.
 RUN_SPAN_TTLS = 3.6
-MIN_BURSTS = 10
 ECHO_EVERY = 5  # every 5th request is a POST /api/echo with a body
 PROGRESS_PERIOD = 0.25  # seconds between progress-line updates
 REQUEST_TIMEOUT = 30.0
+#: httpcore 1.0's connection pool does work proportional to connections x queued requests on
+#: every request (encode/httpcore#1035), so at a concurrency of 200 one async pool spends most
+#: of the CPU on bookkeeping; the async demo therefore spreads the connections over several
+#: clients sharing the one RefreshAuth (which also shows single-flight across clients).
+CONNECTIONS_PER_CLIENT = 25
 GRANTS = ("refresh_token", "client_credentials")
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-class DemoUnavailable(RuntimeError):
+class DemoUnavailable(ImportError):
     """uvicorn or starlette (the ``demo`` extra) is not installed."""
 
 
@@ -276,6 +252,11 @@ class DemoProvider:
             f"client_id={self.client_id!r} client_secret='***'>"
         )
 
+    @property
+    def client_secret(self) -> str:
+        """The registered client's secret (a demo value; kept out of ``repr()``)."""
+        return self._client_secret
+
     # -- state, usable in-process ------------------------------------------------------
 
     def counters(self) -> ProviderCounters:
@@ -417,12 +398,16 @@ class DemoProvider:
 
     @staticmethod
     async def _form(request: Request) -> dict[str, str]:
-        """Parse an ``application/x-www-form-urlencoded`` body; a repeated parameter is an error."""
+        """Parse an ``application/x-www-form-urlencoded`` body (empty: no parameters).
+
+        A repeated parameter is an error (RFC 6749 section 3.2).
+        """
+        body = await request.body()
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/x-www-form-urlencoded":
+        if body and content_type != "application/x-www-form-urlencoded":
             raise _Reject(400, "invalid_request", "expected a form-urlencoded body")
         try:
-            pairs = parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True)
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
         except UnicodeDecodeError:
             raise _Reject(400, "invalid_request", "the body is not UTF-8") from None
         form: dict[str, str] = {}
@@ -467,19 +452,20 @@ class DemoProvider:
         )
 
     async def _token(self, request: Request) -> Response:
-        grant_type = "other"
+        form: dict[str, str] = {}
+        malformed: _Reject | None = None
         try:
             form = await self._form(request)
-            grant_type = form.get("grant_type", "other")
-        except _Reject:
-            form = None
-        with self._lock:
+        except _Reject as reject:
+            malformed = reject
+        grant_type = form.get("grant_type", "other")
+        with self._lock:  # counted on arrival
             self._token_calls[grant_type if grant_type in GRANTS else "other"] += 1
         if self.token_latency:
             await anyio.sleep(self.token_latency)
         try:
-            if form is None:
-                form = await self._form(request)  # raises the same _Reject again
+            if malformed is not None:
+                raise malformed
             client_id = self._authenticate(request, form)
             if grant_type == "refresh_token":
                 if self.reject_refreshes:
@@ -586,7 +572,9 @@ class DemoProvider:
 
         if self._server is not None:
             raise RuntimeError("the provider is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on accepted sockets whose
+        # proto says TCP, and without it every response stalls 40 ms on a delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.port))
@@ -691,580 +679,3 @@ def token_active(
     )
     response.raise_for_status()
     return response.json().get("active") is True
-
-
-# -- the workload ---------------------------------------------------------------------------
-
-
-def default_leeway() -> float:
-    """Return ``RefreshAuth``'s default ``leeway`` in seconds (read from its signature)."""
-    default = inspect.signature(RefreshAuth).parameters["leeway"].default
-    return float(default)
-
-
-def refresh_interval(ttl: float, leeway: float) -> float:
-    """Seconds between proactive refreshes of a token that lives ``ttl`` seconds (DESIGN R2).
-
-    A refresh happens ``leeway`` seconds before expiry, the leeway clamped to half the
-    lifetime, so the interval is ``ttl - min(leeway, ttl / 2)``.
-    """
-    return ttl - min(leeway, ttl / 2)
-
-
-def allowed_token_calls(span: float, interval: float, revocations: int) -> int:
-    """The most token-endpoint calls a correct client makes in ``span`` seconds.
-
-    One per started refresh period of ``interval`` seconds, plus one per revocation of the
-    access tokens. ``span`` counts from the moment the grant was obtained.
-    """
-    return math.ceil(span / interval) + revocations
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """When each request may start, and when the access tokens get revoked.
-
-    Requests go out in bursts (up to the concurrency at once) so that many of them need a
-    refresh at the same moment. Offsets are seconds from the start of the run.
-
-    Attributes:
-        offsets: the earliest start of request ``i``.
-        revoke_at: when to revoke every access token: halfway between the two middle bursts,
-            so that the next burst meets the revocation all at once.
-        bursts: how many bursts.
-    """
-
-    offsets: tuple[float, ...]
-    revoke_at: float
-    bursts: int
-
-
-def plan_schedule(requests: int, concurrency: int, ttl: float) -> Schedule:
-    """Spread ``requests`` over about 3.6 ``ttl`` in bursts of at most ``concurrency``.
-
-    The last burst starts at ``RUN_SPAN_TTLS * ttl`` whatever the machine speed, so the run
-    spans at least three token lifetimes; revocation is planned near the middle.
-    """
-    bursts = max(math.ceil(requests / concurrency), min(requests, MIN_BURSTS))
-    gap = RUN_SPAN_TTLS * ttl / (bursts - 1) if bursts > 1 else 0.0
-    offsets = tuple((i * bursts // requests) * gap for i in range(requests))
-    middle = (bursts - 1) // 2
-    revoke_at = (middle + 0.5) * gap if bursts > 1 else RUN_SPAN_TTLS * ttl / 2
-    return Schedule(offsets, revoke_at, bursts)
-
-
-@dataclass(frozen=True, slots=True)
-class DemoOptions:
-    """Parameters of one demo run (the ``httpx-refresh demo`` options).
-
-    Attributes:
-        requests: how many requests to send.
-        concurrency: tasks (async) or threads (sync) sending them; also the pool size.
-        ttl: access-token lifetime in seconds.
-        sync: a thread pool sharing one ``httpx.Client`` instead of ``httpx.AsyncClient``.
-        backend: the anyio backend of the async run (``"asyncio"`` or ``"trio"``).
-        token_latency: seconds the token endpoint waits before answering.
-        reject_refreshes: the provider answers every refresh with ``invalid_grant``.
-        progress: show a progress line on stderr.
-    """
-
-    requests: int = 2000
-    concurrency: int = 200
-    ttl: float = DEFAULT_TTL
-    sync: bool = False
-    backend: str = "asyncio"
-    token_latency: float = DEFAULT_TOKEN_LATENCY
-    reject_refreshes: bool = False
-    progress: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class DemoReport:
-    """The figures of one demo run; :func:`verdict` judges them, :func:`format_report` prints them.
-
-    Times are in seconds. ``unauthorized``, ``token_calls``, ``invalid_grant`` and
-    ``revocations`` are the provider's counters during the run.
-    """
-
-    mode: str
-    requests: int
-    concurrency: int
-    ttl: float
-    leeway: float
-    successes: int
-    failures: int
-    failure_reasons: Mapping[str, int]
-    unauthorized: int
-    token_calls: int
-    invalid_grant: int
-    revocations: int
-    refreshes: int
-    replays: int
-    deduplicated: int
-    span: float  # from the grant to the end of the run
-    wall: float  # the run itself
-    p50: float
-    p99: float
-    final_refresh_token: Literal["accepted", "rejected", "missing"]
-
-    @property
-    def interval(self) -> float:
-        """The effective refresh interval (``refresh_interval(ttl, leeway)``)."""
-        return refresh_interval(self.ttl, self.leeway)
-
-    @property
-    def refresh_periods(self) -> int:
-        """Refresh periods started during the span."""
-        return math.ceil(self.span / self.interval)
-
-    @property
-    def allowed_token_calls(self) -> int:
-        """One token call per refresh period plus one per revocation."""
-        return allowed_token_calls(self.span, self.interval, self.revocations)
-
-    @property
-    def expiries(self) -> int:
-        """Whole token lifetimes (ttl) the run spanned."""
-        return math.floor(self.span / self.ttl)
-
-
-def verdict(report: DemoReport) -> list[str]:
-    """Return why the run failed (one sentence per reason), or an empty list if it passed."""
-    reasons = []
-    if report.failures:
-        top = ", ".join(f"{reason} x{n}" for reason, n in _top(report.failure_reasons))
-        reasons.append(f"{report.failures} of {report.requests} requests failed ({top})")
-    if report.token_calls > report.allowed_token_calls:
-        reasons.append(
-            f"{report.token_calls} token-endpoint calls, more than the {report.allowed_token_calls}"
-            f" allowed ({report.refresh_periods} refresh periods of {report.interval:g} s"
-            f" + {report.revocations} revocation(s)): refreshes were not deduplicated"
-        )
-    if report.invalid_grant and not report.failures:
-        reasons.append(
-            f"the token endpoint answered invalid_grant {report.invalid_grant} time(s): "
-            "a refresh token was used twice"
-        )
-    if report.final_refresh_token != "accepted":
-        reasons.append(
-            f"the final credentials' refresh token is {report.final_refresh_token} "
-            "by the provider: the rotated refresh token was lost"
-            if report.final_refresh_token == "rejected"
-            else "the final credentials have no refresh token"
-        )
-    return reasons
-
-
-def _top(reasons: Mapping[str, int], n: int = 3) -> list[tuple[str, int]]:
-    return sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:n]
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
-
-
-def format_report(report: DemoReport) -> str:
-    """Render a :class:`DemoReport` as the demo's table (no secret is ever shown)."""
-    rows: list[tuple[str, str, str]] = [
-        ("requests", str(report.requests), f"concurrency {report.concurrency}"),
-        ("successes", str(report.successes), ""),
-        ("failures", str(report.failures), ""),
-        ("401s seen (server)", str(report.unauthorized), f"replays {report.replays} (auth.stats)"),
-        (
-            "token-endpoint calls",
-            str(report.token_calls),
-            f"allowed {report.allowed_token_calls}: {report.refresh_periods} refresh periods"
-            f" of {report.interval:g} s + {report.revocations} revocation(s)",
-        ),
-        (
-            "token expiries spanned",
-            str(report.expiries),
-            f"ttl {report.ttl:g} s, leeway {report.leeway:g} s, "
-            f"{report.span:.2f} s since the grant",
-        ),
-        ("revocations", str(report.revocations), "all access tokens, mid-run"),
-        (
-            "deduplicated waiters",
-            str(report.deduplicated),
-            f"auth.stats; refreshes {report.refreshes}",
-        ),
-        ("wall time", f"{report.wall:.2f} s", ""),
-        ("latency p50 / p99", f"{_ms(report.p50)} / {_ms(report.p99)}", ""),
-        ("final refresh token", report.final_refresh_token, "by the provider (introspection)"),
-    ]
-    lines = [
-        f"httpx-refresh demo: {report.mode}, {report.requests} requests, "
-        f"concurrency {report.concurrency}, ttl {report.ttl:g} s"
-    ]
-    for label, value, note in rows:
-        lines.append(f"  {label:<24}{value:>20}  {note}".rstrip())
-    if report.failure_reasons:
-        for reason, n in _top(report.failure_reasons, 5):
-            lines.append(f"  failed: {reason} x{n}")
-    return "\n".join(lines) + "\n"
-
-
-def _percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending sequence (0 when it is empty)."""
-    if not ordered:
-        return 0.0
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]
-
-
-def _describe(exc: BaseException) -> str:
-    """A failure's kind, never its message (which could hold a URL or a token)."""
-    return type(exc).__name__
-
-
-def _payload(i: int) -> bytes:
-    return b"x" * (256 + i % 100)
-
-
-def _check(response: httpx.Response, expected: int | None) -> str | None:
-    """Return why ``response`` is a failure, or ``None`` if it is a success."""
-    if response.status_code != 200:
-        return f"HTTP {response.status_code}"
-    if expected is not None and response.json().get("received") != expected:
-        return "echo body length mismatch"
-    return None
-
-
-@dataclass
-class _Run:
-    """Shared state of one run: the request counter, results and progress output."""
-
-    options: DemoOptions
-    schedule: Schedule
-    provider: DemoProvider
-    base: ProviderCounters
-    err: TextIO
-    label: str
-    start: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    next_index: int = 0
-    done: int = 0
-    ok: int = 0
-    latencies: list[float] = field(default_factory=list)
-    failures: Counter[str] = field(default_factory=Counter)
-    shown: int = 0  # length of the last progress line
-
-    def take(self) -> int | None:
-        with self.lock:
-            if self.next_index >= self.options.requests:
-                return None
-            index, self.next_index = self.next_index, self.next_index + 1
-            return index
-
-    def delay(self, index: int) -> float:
-        return self.start + self.schedule.offsets[index] - time.perf_counter()
-
-    def record(self, latency: float, problem: str | None) -> None:
-        with self.lock:
-            self.done += 1
-            self.latencies.append(latency)
-            if problem is None:
-                self.ok += 1
-            else:
-                self.failures[problem] += 1
-
-    def note_failure(self, problem: str) -> None:
-        with self.lock:
-            self.failures[problem] += 1
-
-    def show_progress(self) -> None:
-        if not self.options.progress:
-            return
-        counters = self.provider.counters().since(self.base)
-        with self.lock:
-            done, failed = self.done, sum(self.failures.values())
-        line = (
-            f"{self.label}: {done}/{self.options.requests} requests, {failed} failed, "
-            f"{counters.api_unauthorized} 401s, {counters.token_calls_total} token calls, "
-            f"{time.perf_counter() - self.start:.1f} s"
-        )
-        self.err.write("\r" + line.ljust(self.shown))
-        self.err.flush()
-        self.shown = len(line)
-
-    def end_progress(self) -> None:
-        if self.options.progress and self.shown:
-            self.show_progress()
-            self.err.write("\n")
-            self.err.flush()
-
-
-async def _drive_async(run: _Run, url: str, auth: RefreshAuth) -> None:
-    concurrency = run.options.concurrency
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    finished = anyio.Event()
-    async with (
-        httpx.AsyncClient(
-            base_url=url, auth=auth, limits=limits, timeout=REQUEST_TIMEOUT
-        ) as client,
-        httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT) as admin,
-    ):
-
-        async def revoke() -> None:
-            await anyio.sleep(max(0.0, run.start + run.schedule.revoke_at - time.perf_counter()))
-            try:
-                response = await admin.post("/admin/revoke", data=_demo_client_form(run))
-                response.raise_for_status()
-            except httpx.HTTPError as exc:
-                run.note_failure(f"revocation: {_describe(exc)}")
-
-        async def ticker() -> None:
-            while not finished.is_set():
-                run.show_progress()
-                with anyio.move_on_after(PROGRESS_PERIOD):
-                    await finished.wait()
-
-        async def worker() -> None:
-            while (index := run.take()) is not None:
-                delay = run.delay(index)
-                if delay > 0:
-                    await anyio.sleep(delay)
-                started = time.perf_counter()
-                try:
-                    if index % ECHO_EVERY == ECHO_EVERY - 1:
-                        payload = _payload(index)
-                        response = await client.post("/api/echo", content=payload)
-                        problem = _check(response, len(payload))
-                    else:
-                        problem = _check(await client.get("/api/items"), None)
-                except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
-                    problem = _describe(exc)
-                run.record(time.perf_counter() - started, problem)
-
-        async with anyio.create_task_group() as outer:
-            outer.start_soon(ticker)
-            async with anyio.create_task_group() as workers:
-                workers.start_soon(revoke)
-                for _ in range(concurrency):
-                    workers.start_soon(worker)
-            finished.set()
-
-
-def _drive_sync(run: _Run, url: str, auth: RefreshAuth) -> None:
-    concurrency = run.options.concurrency
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    finished = threading.Event()
-    with (
-        httpx.Client(base_url=url, auth=auth, limits=limits, timeout=REQUEST_TIMEOUT) as client,
-        httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT) as admin,
-    ):
-
-        def revoke() -> None:
-            if finished.wait(max(0.0, run.start + run.schedule.revoke_at - time.perf_counter())):
-                return
-            try:
-                response = admin.post("/admin/revoke", data=_demo_client_form(run))
-                response.raise_for_status()
-            except httpx.HTTPError as exc:
-                run.note_failure(f"revocation: {_describe(exc)}")
-
-        def ticker() -> None:
-            while not finished.wait(PROGRESS_PERIOD):
-                run.show_progress()
-
-        def worker() -> None:
-            while (index := run.take()) is not None:
-                delay = run.delay(index)
-                if delay > 0:
-                    time.sleep(delay)  # pacing: this request's planned start
-                started = time.perf_counter()
-                try:
-                    if index % ECHO_EVERY == ECHO_EVERY - 1:
-                        payload = _payload(index)
-                        response = client.post("/api/echo", content=payload)
-                        problem = _check(response, len(payload))
-                    else:
-                        problem = _check(client.get("/api/items"), None)
-                except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
-                    problem = _describe(exc)
-                run.record(time.perf_counter() - started, problem)
-
-        helpers = [
-            threading.Thread(target=revoke, name="demo-revoke", daemon=True),
-            threading.Thread(target=ticker, name="demo-progress", daemon=True),
-        ]
-        for thread in helpers:
-            thread.start()
-        try:
-            with ThreadPoolExecutor(concurrency, thread_name_prefix="demo-worker") as pool:
-                for future in [pool.submit(worker) for _ in range(concurrency)]:
-                    future.result()
-        finally:
-            finished.set()
-            for thread in helpers:
-                thread.join(timeout=REQUEST_TIMEOUT)
-
-
-def _demo_client_form(run: _Run) -> dict[str, str]:
-    return _client_form(run.provider.client_id, run.provider._client_secret)
-
-
-def run_demo(
-    options: DemoOptions | None = None,
-    *,
-    out: TextIO | None = None,
-    err: TextIO | None = None,
-) -> int:
-    """Run the demo: start a provider, drive requests through ``RefreshAuth``, judge the result.
-
-    Prints a progress line on ``err`` while it runs, then the table (:func:`format_report`)
-    and the verdict on ``out``.
-
-    Args:
-        options: the run's parameters (default: :class:`DemoOptions` defaults).
-        out: where the table goes (default ``sys.stdout``).
-        err: where progress goes (default ``sys.stderr``).
-
-    Returns:
-        0 when every request succeeded, the token endpoint saw no more calls than allowed
-        and the final refresh token is still accepted; 1 otherwise.
-
-    Raises:
-        DemoUnavailable: the ``demo`` extra is not installed.
-    """
-    options = options or DemoOptions()
-    out = out if out is not None else sys.stdout
-    err = err if err is not None else sys.stderr
-    require_server()
-    leeway = default_leeway()
-    schedule = plan_schedule(options.requests, options.concurrency, options.ttl)
-    label = "sync (threads)" if options.sync else f"async ({options.backend})"
-    provider = DemoProvider(
-        ttl=options.ttl,
-        token_latency=options.token_latency,
-        reject_refreshes=options.reject_refreshes,
-    )
-    with provider as url:
-        client_id, client_secret = provider.client_id, provider._client_secret
-        grant = connect_grant(url, client_id=client_id, client_secret=client_secret)
-        granted = time.perf_counter()
-        base = provider.counters()
-        auth = RefreshAuth(
-            grant,
-            OAuth2Refresh(f"{url}/token", client_id=client_id, client_secret=client_secret),
-        )
-        run = _Run(options, schedule, provider, base, err, label)
-        run.start = time.perf_counter()
-        try:
-            if options.sync:
-                _drive_sync(run, url, auth)
-            else:
-                anyio.run(_drive_async, run, url, auth, backend=options.backend)
-        finally:
-            run.end_progress()
-        ended = time.perf_counter()
-        counters = provider.counters().since(base)
-        refresh_token = auth.credentials.get("refresh_token")
-        final: Literal["accepted", "rejected", "missing"] = "missing"
-        if isinstance(refresh_token, str) and refresh_token:
-            accepted = token_active(
-                url, refresh_token, client_id=client_id, client_secret=client_secret
-            )
-            final = "accepted" if accepted else "rejected"
-    stats = auth.stats
-    latencies = sorted(run.latencies)
-    report = DemoReport(
-        mode=label,
-        requests=options.requests,
-        concurrency=options.concurrency,
-        ttl=options.ttl,
-        leeway=leeway,
-        successes=run.ok,
-        failures=sum(run.failures.values()),
-        failure_reasons=MappingProxyType(dict(run.failures)),
-        unauthorized=counters.api_unauthorized,
-        token_calls=counters.token_calls_total,
-        invalid_grant=counters.invalid_grant,
-        revocations=counters.revocations,
-        refreshes=stats.refreshes,
-        replays=stats.replays,
-        deduplicated=stats.deduplicated,
-        span=ended - granted,
-        wall=ended - run.start,
-        p50=_percentile(latencies, 0.50),
-        p99=_percentile(latencies, 0.99),
-        final_refresh_token=final,
-    )
-    out.write(format_report(report))
-    reasons = verdict(report)
-    if reasons:
-        out.write("FAILED:\n" + "".join(f"  - {reason}\n" for reason in reasons))
-        out.flush()
-        return 1
-    out.write(
-        f"OK: {report.requests} requests, {report.token_calls} token-endpoint calls "
-        f"(at most {report.allowed_token_calls} allowed), no failures, "
-        "the latest refresh token is the one the provider accepts\n"
-    )
-    out.flush()
-    return 0
-
-
-class _Stop(Exception):
-    """SIGTERM while serving."""
-
-
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop
-
-
-def serve_forever(
-    *,
-    port: int = DEFAULT_PORT,
-    ttl: float = DEFAULT_TTL,
-    token_latency: float = DEFAULT_TOKEN_LATENCY,
-    out: TextIO | None = None,
-) -> int:
-    """Run only the provider on 127.0.0.1:``port`` until Ctrl-C (or SIGTERM); for the examples.
-
-    Prints the base URL, the client id and secret (demo values) and how to run the examples.
-
-    Returns:
-        0 after a clean stop; 1 if the port cannot be bound.
-
-    Raises:
-        DemoUnavailable: the ``demo`` extra is not installed.
-    """
-    out = out if out is not None else sys.stdout
-    require_server()
-    provider = DemoProvider(ttl=ttl, token_latency=token_latency, port=port)
-    try:
-        url = provider.start()
-    except OSError as exc:
-        out.write(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}; try --port\n")
-        return 1
-    previous: Any = None
-    in_main = threading.current_thread() is threading.main_thread()
-    try:
-        if in_main:
-            previous = signal.signal(signal.SIGTERM, _raise_stop)
-        out.write(
-            f"httpx-refresh demo provider at {url} (ttl {ttl:g} s, token latency "
-            f"{token_latency * 1000:g} ms)\n"
-            f"  token endpoint  {url}/token\n"
-            f"  client id       {provider.client_id}\n"
-            f"  client secret   {provider._client_secret}\n"
-            f"  API             {url}/api/items, {url}/api/echo\n"
-            f"  new grant       POST {url}/dev/connect (client credentials in the body)\n"
-            f"try:  python examples/sync_threads.py --url {url}\n"
-            f"      python examples/async_script.py --url {url}\n"
-            "Ctrl-C to stop\n"
-        )
-        out.flush()
-        with contextlib.suppress(KeyboardInterrupt, _Stop):
-            threading.Event().wait()
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
-        provider.stop()
-    counters = provider.counters()
-    out.write(
-        f"stopped: {counters.token_calls_total} token-endpoint calls, "
-        f"{counters.api_successes} API successes, {counters.api_unauthorized} 401s\n"
-    )
-    out.flush()
-    return 0

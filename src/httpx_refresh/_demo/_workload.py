@@ -1,0 +1,730 @@
+"""The demo workload: requests through one ``RefreshAuth`` across expiries and a revocation."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import FrameType, MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, TextIO
+
+import anyio
+import httpx
+
+from .._auth import RefreshAuth
+from .._oauth2 import OAuth2Refresh
+
+if TYPE_CHECKING:
+    pass
+
+from ._provider import (
+    CONNECTIONS_PER_CLIENT,
+    DEFAULT_PORT,
+    DEFAULT_TOKEN_LATENCY,
+    DEFAULT_TTL,
+    ECHO_EVERY,
+    PROGRESS_PERIOD,
+    REQUEST_TIMEOUT,
+    RUN_SPAN_TTLS,
+    DemoProvider,
+    ProviderCounters,
+    _client_form,
+    connect_grant,
+    require_server,
+    token_active,
+)
+
+__all__ = [
+    "DemoOptions",
+    "DemoReport",
+    "RevocationTimer",
+    "Schedule",
+    "allowed_token_calls",
+    "default_leeway",
+    "format_report",
+    "plan_schedule",
+    "refresh_interval",
+    "run_demo",
+    "serve_forever",
+    "verdict",
+]
+
+# -- the workload ---------------------------------------------------------------------------
+
+
+def default_leeway() -> float:
+    """Return ``RefreshAuth``'s default ``leeway`` in seconds (read from its signature)."""
+    default = inspect.signature(RefreshAuth).parameters["leeway"].default
+    return float(default)
+
+
+def refresh_interval(ttl: float, leeway: float) -> float:
+    """Seconds between proactive refreshes of a token that lives ``ttl`` seconds (DESIGN R2).
+
+    A refresh happens ``leeway`` seconds before expiry, the leeway clamped to half the
+    lifetime, so the interval is ``ttl - min(leeway, ttl / 2)``.
+    """
+    return ttl - min(leeway, ttl / 2)
+
+
+def allowed_token_calls(span: float, interval: float, revocations: int) -> int:
+    """The most token-endpoint calls a correct client makes in ``span`` seconds.
+
+    One per started refresh period of ``interval`` seconds, plus one per revocation of the
+    access tokens. ``span`` counts from the moment the grant was obtained.
+    """
+    return math.ceil(span / interval) + revocations
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When each request may start, and when the revocation becomes due (seconds from the start).
+
+    Attributes:
+        offsets: the earliest start of request ``i``: evenly spaced over ``RUN_SPAN_TTLS``
+            token lifetimes, so the run lasts as long whatever the machine speed.
+        revoke_after: the middle of the run; the access tokens get revoked at the first moment
+            after it that is halfway between two refreshes (see :class:`RevocationTimer`).
+        revoke_by: revoke at this offset at the latest, even if no refresh was seen.
+    """
+
+    offsets: tuple[float, ...]
+    revoke_after: float
+    revoke_by: float
+
+
+def plan_schedule(requests: int, ttl: float, interval: float) -> Schedule:
+    """Spread ``requests`` evenly over ``RUN_SPAN_TTLS * ttl`` seconds; revoke near the middle.
+
+    Args:
+        requests: how many requests.
+        ttl: access-token lifetime in seconds.
+        interval: the effective refresh interval in seconds (:func:`refresh_interval`).
+    """
+    span = RUN_SPAN_TTLS * ttl
+    offsets = tuple(i * span / requests for i in range(requests))
+    middle = span / 2
+    return Schedule(offsets, middle, min(middle + 2 * interval, span))
+
+
+class RevocationTimer:
+    """Pick the moment of the mid-run revocation: halfway between two refreshes.
+
+    Revoking while a refresh is under way, or just after one, could catch a request that was
+    sent with the previous token, rejected, and then replayed with the just-minted token that
+    the revocation also killed: its one replay (DESIGN R4) would fail through no fault of the
+    client. Halfway between refreshes every request in flight carries the current token, so
+    the revocation causes a clean 401 storm that one refresh resolves.
+
+    Args:
+        schedule: the run's schedule.
+        interval: the effective refresh interval in seconds.
+        version: returns the credentials version (``RefreshAuth.version``).
+        start: the run's start, ``time.perf_counter()`` seconds.
+    """
+
+    def __init__(
+        self, schedule: Schedule, interval: float, version: Callable[[], int], start: float
+    ) -> None:
+        self._schedule = schedule
+        self._interval = interval
+        self._version = version
+        self._start = start
+        self._seen = version()
+        self._changed = start  # when the version last changed (start: the grant is fresh)
+
+    def wait(self, now: float) -> float | None:
+        """Return ``None`` if it is time to revoke, else the seconds to wait before asking again."""
+        version = self._version()
+        if version != self._seen:
+            self._seen, self._changed = version, now
+        poll = self._interval / 20
+        after = self._start + self._schedule.revoke_after
+        if now < after:
+            return min(poll, after - now)
+        if now >= self._start + self._schedule.revoke_by:
+            return None
+        since = now - self._changed
+        if 0.45 * self._interval <= since <= 0.6 * self._interval:
+            return None
+        if since < 0.45 * self._interval:
+            return 0.5 * self._interval - since
+        return poll  # wait for the next refresh
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    """Parameters of one demo run (the ``httpx-refresh demo`` options).
+
+    Attributes:
+        requests: how many requests to send.
+        concurrency: tasks (async) or threads (sync) sending them; also the number of
+            connections.
+        ttl: access-token lifetime in seconds.
+        sync: a thread pool sharing one ``httpx.Client`` instead of ``httpx.AsyncClient``.
+        backend: the anyio backend of the async run (``"asyncio"`` or ``"trio"``).
+        token_latency: seconds the token endpoint waits before answering.
+        reject_refreshes: the provider answers every refresh with ``invalid_grant``.
+        progress: show a progress line on stderr.
+        clients: async only: how many ``httpx.AsyncClient`` share the one ``RefreshAuth``,
+            the connections split evenly between their pools; default: one per
+            ``CONNECTIONS_PER_CLIENT`` connections.
+    """
+
+    requests: int = 2000
+    concurrency: int = 200
+    ttl: float = DEFAULT_TTL
+    sync: bool = False
+    backend: str = "asyncio"
+    token_latency: float = DEFAULT_TOKEN_LATENCY
+    reject_refreshes: bool = False
+    progress: bool = True
+    clients: int | None = None
+
+    def client_count(self) -> int:
+        """How many clients share the ``RefreshAuth``: always 1 with ``sync``."""
+        if self.sync:
+            return 1
+        if self.clients is None:
+            return math.ceil(self.concurrency / CONNECTIONS_PER_CLIENT)
+        return max(1, min(self.clients, self.concurrency))
+
+
+@dataclass(frozen=True, slots=True)
+class DemoReport:
+    """The figures of one demo run; :func:`verdict` judges them, :func:`format_report` prints them.
+
+    Times are in seconds. ``unauthorized``, ``token_calls``, ``invalid_grant`` and
+    ``revocations`` are the provider's counters during the run.
+    """
+
+    mode: str
+    requests: int
+    concurrency: int
+    ttl: float
+    leeway: float
+    successes: int
+    failures: int
+    failure_reasons: Mapping[str, int]
+    unauthorized: int
+    token_calls: int
+    invalid_grant: int
+    revocations: int
+    refreshes: int
+    replays: int
+    deduplicated: int
+    span: float  # from the grant to the end of the run
+    wall: float  # the run itself
+    p50: float
+    p99: float
+    final_refresh_token: Literal["accepted", "rejected", "missing"]
+
+    @property
+    def interval(self) -> float:
+        """The effective refresh interval (``refresh_interval(ttl, leeway)``)."""
+        return refresh_interval(self.ttl, self.leeway)
+
+    @property
+    def refresh_periods(self) -> int:
+        """Refresh periods started during the span."""
+        return math.ceil(self.span / self.interval)
+
+    @property
+    def allowed_token_calls(self) -> int:
+        """One token call per refresh period plus one per revocation."""
+        return allowed_token_calls(self.span, self.interval, self.revocations)
+
+    @property
+    def expiries(self) -> int:
+        """Whole token lifetimes (ttl) the run spanned."""
+        return math.floor(self.span / self.ttl)
+
+
+def verdict(report: DemoReport) -> list[str]:
+    """Return why the run failed (one sentence per reason), or an empty list if it passed."""
+    reasons = []
+    if report.failures:
+        top = ", ".join(f"{reason} x{n}" for reason, n in _top(report.failure_reasons))
+        reasons.append(f"{report.failures} of {report.requests} requests failed ({top})")
+    if report.token_calls > report.allowed_token_calls:
+        reasons.append(
+            f"{report.token_calls} token-endpoint calls, more than the {report.allowed_token_calls}"
+            f" allowed ({report.refresh_periods} refresh periods of {report.interval:g} s"
+            f" + {report.revocations} revocation(s)): refreshes were not deduplicated"
+        )
+    if report.invalid_grant and not report.failures:
+        reasons.append(
+            f"the token endpoint answered invalid_grant {report.invalid_grant} time(s): "
+            "a refresh token was used twice"
+        )
+    if report.final_refresh_token != "accepted":
+        reasons.append(
+            f"the final credentials' refresh token is {report.final_refresh_token} "
+            "by the provider: the rotated refresh token was lost"
+            if report.final_refresh_token == "rejected"
+            else "the final credentials have no refresh token"
+        )
+    return reasons
+
+
+def _top(reasons: Mapping[str, int], n: int = 3) -> list[tuple[str, int]]:
+    return sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:n]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def format_report(report: DemoReport) -> str:
+    """Render a :class:`DemoReport` as the demo's table (no secret is ever shown)."""
+    rows: list[tuple[str, str, str]] = [
+        ("requests", str(report.requests), f"concurrency {report.concurrency}"),
+        ("successes", str(report.successes), ""),
+        ("failures", str(report.failures), ""),
+        ("401s seen (server)", str(report.unauthorized), f"replays {report.replays} (auth.stats)"),
+        (
+            "token-endpoint calls",
+            str(report.token_calls),
+            f"allowed {report.allowed_token_calls}: {report.refresh_periods} refresh periods"
+            f" of {report.interval:g} s + {report.revocations} revocation(s)",
+        ),
+        (
+            "token expiries spanned",
+            str(report.expiries),
+            f"ttl {report.ttl:g} s, leeway {report.leeway:g} s, "
+            f"{report.span:.2f} s since the grant",
+        ),
+        ("revocations", str(report.revocations), "all access tokens, mid-run"),
+        (
+            "deduplicated waiters",
+            str(report.deduplicated),
+            f"auth.stats; refreshes {report.refreshes}",
+        ),
+        ("wall time", f"{report.wall:.2f} s", ""),
+        ("latency p50 / p99", f"{_ms(report.p50)} / {_ms(report.p99)}", ""),
+        ("final refresh token", report.final_refresh_token, "by the provider (introspection)"),
+    ]
+    lines = [
+        f"httpx-refresh demo: {report.requests} requests at concurrency {report.concurrency}, "
+        f"ttl {report.ttl:g} s",
+        f"  client: {report.mode}",
+    ]
+    for label, value, note in rows:
+        lines.append(f"  {label:<24}{value:>20}  {note}".rstrip())
+    for reason, n in _top(report.failure_reasons, 5):
+        lines.append(f"  failed: {reason} x{n}")
+    if report.expiries < 3 or report.revocations < 1:
+        lines.append(
+            "  note: this run was too short to span 3 token expiries and a revocation "
+            "(it needs more than one request)"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _percentile(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending sequence (0 when it is empty)."""
+    if not ordered:
+        return 0.0
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]
+
+
+def _describe(exc: BaseException) -> str:
+    """A failure's kind, never its message (which could hold a URL or a token)."""
+    return type(exc).__name__
+
+
+def _payload(i: int) -> bytes:
+    return b"x" * (256 + i % 100)
+
+
+def _check(response: httpx.Response, expected: int | None) -> str | None:
+    """Return why ``response`` is a failure, or ``None`` if it is a success."""
+    if response.status_code != 200:
+        return f"HTTP {response.status_code}"
+    if expected is not None and response.json().get("received") != expected:
+        return "echo body length mismatch"
+    return None
+
+
+@dataclass
+class _Run:
+    """Shared state of one run: the request counter, results and progress output."""
+
+    options: DemoOptions
+    schedule: Schedule
+    interval: float
+    provider: DemoProvider
+    base: ProviderCounters
+    err: TextIO
+    label: str
+    start: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    next_index: int = 0
+    done: int = 0
+    ok: int = 0
+    latencies: list[float] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    failures: Counter[str] = field(default_factory=Counter)
+    shown: int = 0  # length of the last progress line
+
+    def take(self) -> int | None:
+        with self.lock:
+            if self.next_index >= self.options.requests or self.stop.is_set():
+                return None
+            index, self.next_index = self.next_index, self.next_index + 1
+            return index
+
+    def delay(self, index: int) -> float:
+        return self.start + self.schedule.offsets[index] - time.perf_counter()
+
+    def record(self, latency: float, problem: str | None) -> None:
+        with self.lock:
+            self.done += 1
+            self.latencies.append(latency)
+            if problem is None:
+                self.ok += 1
+            else:
+                self.failures[problem] += 1
+
+    def note_failure(self, problem: str) -> None:
+        with self.lock:
+            self.failures[problem] += 1
+
+    def show_progress(self) -> None:
+        if not self.options.progress:
+            return
+        counters = self.provider.counters().since(self.base)
+        with self.lock:
+            done, failed = self.done, sum(self.failures.values())
+        line = (
+            f"{self.label}: {done}/{self.options.requests} requests, {failed} failed, "
+            f"{counters.api_unauthorized} 401s, {counters.token_calls_total} token calls, "
+            f"{time.perf_counter() - self.start:.1f} s"
+        )
+        self.err.write("\r" + line.ljust(self.shown))
+        self.err.flush()
+        self.shown = len(line)
+
+    def end_progress(self) -> None:
+        if self.options.progress and self.shown:
+            self.show_progress()
+            self.err.write("\n")
+            self.err.flush()
+
+
+async def _drive_async(run: _Run, url: str, auth: RefreshAuth) -> None:
+    concurrency = run.options.concurrency
+    shards = _shards(concurrency, run.options.client_count())
+    finished = anyio.Event()
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=url,
+                    auth=auth,
+                    limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                    timeout=REQUEST_TIMEOUT,
+                )
+            )
+            for size in shards
+        ]
+        admin = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT)
+        )
+
+        async def revoke() -> None:
+            timer = RevocationTimer(run.schedule, run.interval, lambda: auth.version, run.start)
+            while True:  # a timer that polls auth.version a few times per refresh period
+                wait = timer.wait(time.perf_counter())
+                if wait is None:
+                    break
+                await anyio.sleep(wait)
+            try:
+                response = await admin.post("/admin/revoke", data=_demo_client_form(run))
+                response.raise_for_status()
+            except httpx.HTTPError as exc:
+                run.note_failure(f"revocation: {_describe(exc)}")
+
+        async def ticker() -> None:
+            while not finished.is_set():
+                run.show_progress()
+                with anyio.move_on_after(PROGRESS_PERIOD):
+                    await finished.wait()
+
+        async def worker(client: httpx.AsyncClient) -> None:
+            while (index := run.take()) is not None:
+                delay = run.delay(index)
+                if delay > 0:
+                    await anyio.sleep(delay)
+                started = time.perf_counter()
+                try:
+                    if index % ECHO_EVERY == ECHO_EVERY - 1:
+                        payload = _payload(index)
+                        response = await client.post("/api/echo", content=payload)
+                        problem = _check(response, len(payload))
+                    else:
+                        problem = _check(await client.get("/api/items"), None)
+                except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
+                    problem = _describe(exc)
+                run.record(time.perf_counter() - started, problem)
+
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(ticker)
+            async with anyio.create_task_group() as workers:
+                workers.start_soon(revoke)
+                for number in range(concurrency):
+                    workers.start_soon(worker, clients[number % len(clients)])
+            finished.set()
+
+
+def _shards(concurrency: int, clients: int) -> list[int]:
+    """Split ``concurrency`` connections over ``clients`` pools as evenly as possible."""
+    return [concurrency // clients + (n < concurrency % clients) for n in range(clients)]
+
+
+def _drive_sync(run: _Run, url: str, auth: RefreshAuth) -> None:
+    concurrency = run.options.concurrency
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    finished = threading.Event()
+    with (
+        httpx.Client(base_url=url, auth=auth, limits=limits, timeout=REQUEST_TIMEOUT) as client,
+        httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT) as admin,
+    ):
+
+        def revoke() -> None:
+            timer = RevocationTimer(run.schedule, run.interval, lambda: auth.version, run.start)
+            while (wait := timer.wait(time.perf_counter())) is not None:
+                if finished.wait(wait):
+                    return
+            try:
+                response = admin.post("/admin/revoke", data=_demo_client_form(run))
+                response.raise_for_status()
+            except httpx.HTTPError as exc:
+                run.note_failure(f"revocation: {_describe(exc)}")
+
+        def ticker() -> None:
+            while not finished.wait(PROGRESS_PERIOD):
+                run.show_progress()
+
+        def worker() -> None:
+            while (index := run.take()) is not None:
+                delay = run.delay(index)
+                if delay > 0 and run.stop.wait(delay):  # pacing: the request's planned start
+                    return
+                started = time.perf_counter()
+                try:
+                    if index % ECHO_EVERY == ECHO_EVERY - 1:
+                        payload = _payload(index)
+                        response = client.post("/api/echo", content=payload)
+                        problem = _check(response, len(payload))
+                    else:
+                        problem = _check(client.get("/api/items"), None)
+                except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
+                    problem = _describe(exc)
+                run.record(time.perf_counter() - started, problem)
+
+        helpers = [
+            threading.Thread(target=revoke, name="demo-revoke", daemon=True),
+            threading.Thread(target=ticker, name="demo-progress", daemon=True),
+        ]
+        for thread in helpers:
+            thread.start()
+        pool = ThreadPoolExecutor(concurrency, thread_name_prefix="demo-worker")
+        try:
+            for future in [pool.submit(worker) for _ in range(concurrency)]:
+                future.result()
+        finally:  # also on Ctrl-C: workers stop taking requests, then the pool drains
+            run.stop.set()
+            finished.set()
+            pool.shutdown(wait=True)
+            for thread in helpers:
+                thread.join(timeout=REQUEST_TIMEOUT)
+
+
+def _demo_client_form(run: _Run) -> dict[str, str]:
+    return _client_form(run.provider.client_id, run.provider.client_secret)
+
+
+def run_demo(
+    options: DemoOptions | None = None,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Run the demo: start a provider, drive requests through ``RefreshAuth``, judge the result.
+
+    Prints a progress line on ``err`` while it runs, then the table (:func:`format_report`)
+    and the verdict on ``out``.
+
+    Args:
+        options: the run's parameters (default: :class:`DemoOptions` defaults).
+        out: where the table goes (default ``sys.stdout``).
+        err: where progress goes (default ``sys.stderr``).
+
+    Returns:
+        0 when every request succeeded, the token endpoint saw no more calls than allowed
+        and the final refresh token is still accepted; 1 otherwise.
+
+    Raises:
+        DemoUnavailable: the ``demo`` extra is not installed.
+    """
+    options = options or DemoOptions()
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+    require_server()
+    leeway = default_leeway()
+    interval = refresh_interval(options.ttl, leeway)
+    schedule = plan_schedule(options.requests, options.ttl, interval)
+    if options.sync:
+        label = f"sync, {options.concurrency} threads sharing one httpx.Client"
+    else:
+        clients = options.client_count()
+        label = f"async ({options.backend}), " + (
+            "one httpx.AsyncClient"
+            if clients == 1
+            else f"{clients} httpx.AsyncClients sharing one RefreshAuth"
+        )
+    provider = DemoProvider(
+        ttl=options.ttl,
+        token_latency=options.token_latency,
+        reject_refreshes=options.reject_refreshes,
+    )
+    with provider as url:
+        client_id, client_secret = provider.client_id, provider.client_secret
+        grant = connect_grant(url, client_id=client_id, client_secret=client_secret)
+        granted = time.perf_counter()
+        base = provider.counters()
+        auth = RefreshAuth(
+            grant,
+            OAuth2Refresh(f"{url}/token", client_id=client_id, client_secret=client_secret),
+        )
+        short = "sync" if options.sync else f"async/{options.backend}"
+        run = _Run(options, schedule, interval, provider, base, err, short)
+        run.start = time.perf_counter()
+        try:
+            if options.sync:
+                _drive_sync(run, url, auth)
+            else:
+                anyio.run(_drive_async, run, url, auth, backend=options.backend)
+        finally:
+            run.end_progress()
+        ended = time.perf_counter()
+        counters = provider.counters().since(base)
+        refresh_token = auth.credentials.get("refresh_token")
+        final: Literal["accepted", "rejected", "missing"] = "missing"
+        if isinstance(refresh_token, str) and refresh_token:
+            accepted = token_active(
+                url, refresh_token, client_id=client_id, client_secret=client_secret
+            )
+            final = "accepted" if accepted else "rejected"
+    stats = auth.stats
+    latencies = sorted(run.latencies)
+    report = DemoReport(
+        mode=label,
+        requests=options.requests,
+        concurrency=options.concurrency,
+        ttl=options.ttl,
+        leeway=leeway,
+        successes=run.ok,
+        failures=sum(run.failures.values()),
+        failure_reasons=MappingProxyType(dict(run.failures)),
+        unauthorized=counters.api_unauthorized,
+        token_calls=counters.token_calls_total,
+        invalid_grant=counters.invalid_grant,
+        revocations=counters.revocations,
+        refreshes=stats.refreshes,
+        replays=stats.replays,
+        deduplicated=stats.deduplicated,
+        span=ended - granted,
+        wall=ended - run.start,
+        p50=_percentile(latencies, 0.50),
+        p99=_percentile(latencies, 0.99),
+        final_refresh_token=final,
+    )
+    out.write(format_report(report))
+    reasons = verdict(report)
+    if reasons:
+        out.write("FAILED:\n" + "".join(f"  - {reason}\n" for reason in reasons))
+        out.flush()
+        return 1
+    out.write(
+        f"OK: {report.requests} requests, {report.token_calls} token-endpoint calls "
+        f"(at most {report.allowed_token_calls} allowed), no failures, "
+        "the latest refresh token is the one the provider accepts\n"
+    )
+    out.flush()
+    return 0
+
+
+class _Stop(Exception):
+    """SIGTERM while serving."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def serve_forever(
+    *,
+    port: int = DEFAULT_PORT,
+    ttl: float = DEFAULT_TTL,
+    token_latency: float = DEFAULT_TOKEN_LATENCY,
+    out: TextIO | None = None,
+) -> int:
+    """Run only the provider on 127.0.0.1:``port`` until Ctrl-C (or SIGTERM); for the examples.
+
+    Prints the base URL, the client id and secret (demo values) and how to run the examples.
+
+    Returns:
+        0 after a clean stop; 1 if the port cannot be bound.
+
+    Raises:
+        DemoUnavailable: the ``demo`` extra is not installed.
+    """
+    out = out if out is not None else sys.stdout
+    require_server()
+    provider = DemoProvider(ttl=ttl, token_latency=token_latency, port=port)
+    try:
+        url = provider.start()
+    except OSError as exc:
+        out.write(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}; try --port\n")
+        return 1
+    previous: Any = None
+    in_main = threading.current_thread() is threading.main_thread()
+    try:
+        if in_main:
+            previous = signal.signal(signal.SIGTERM, _raise_stop)
+        out.write(
+            f"httpx-refresh demo provider at {url} (ttl {ttl:g} s, token latency "
+            f"{token_latency * 1000:g} ms)\n"
+            f"  token endpoint  {url}/token\n"
+            f"  client id       {provider.client_id}\n"
+            f"  client secret   {provider.client_secret}\n"
+            f"  API             {url}/api/items, {url}/api/echo\n"
+            f"  new grant       POST {url}/dev/connect (client credentials in the body)\n"
+            f"try:  python examples/sync_threads.py --url {url}\n"
+            f"      python examples/async_script.py --url {url}\n"
+            "Ctrl-C to stop\n"
+        )
+        out.flush()
+        with contextlib.suppress(KeyboardInterrupt, _Stop):
+            threading.Event().wait()
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+        provider.stop()
+    counters = provider.counters()
+    out.write(
+        f"stopped: {counters.token_calls_total} token-endpoint calls, "
+        f"{counters.api_successes} API successes, {counters.api_unauthorized} 401s\n"
+    )
+    out.flush()
+    return 0
