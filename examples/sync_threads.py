@@ -62,12 +62,18 @@ def save_credentials(path: Path, credentials: dict[str, Any]) -> None:
 
 def connect(url: str, client_id: str, client_secret: str) -> dict[str, Any]:
     """Get a new grant, as if the user had just connected the app (demo provider only)."""
-    response = httpx.post(
-        f"{url}/dev/connect",
-        data={"client_id": client_id, "client_secret": client_secret},
-        timeout=10,
-    )
-    response.raise_for_status()
+    try:
+        response = httpx.post(
+            f"{url}/dev/connect",
+            data={"client_id": client_id, "client_secret": client_secret},
+            timeout=10,
+        )
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise SystemExit(
+            f"could not connect at {url}/dev/connect ({type(exc).__name__}); "
+            "is `httpx-refresh demo --serve` running, with this client id and secret?"
+        ) from None
     return dict(response.json())
 
 

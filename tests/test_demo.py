@@ -443,8 +443,12 @@ def test_R5_demo_async_end_to_end(
     assert err == ""  # --no-progress
 
 
-def test_R5_demo_sync_threads_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:
-    """R5: the --sync demo (20 threads, one httpx.Client) passes, with a progress line."""
+def test_R5_demo_sync_threads_end_to_end(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R5: the --sync demo (20 threads, one httpx.Client) passes, with a progress line
+    when stderr is a terminal."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     code = main(["demo", *SMALL, "--sync"])
     out, err = capsys.readouterr()
     assert code == 0, out + err
@@ -454,6 +458,17 @@ def test_R5_demo_sync_threads_end_to_end(capsys: pytest.CaptureFixture[str]) -> 
     assert err.endswith("\n")
     assert "200/200 requests, 0 failed" in err
     assert DEFAULT_CLIENT_SECRET not in err
+
+
+def test_demo_shows_no_progress_line_when_stderr_is_not_a_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A log file gets the table only, not one endless carriage-return line."""
+    code = main(["demo", *SMALL, "--sync"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    check_clean_run(out)
+    assert err == ""
 
 
 def test_R10_demo_with_a_provider_rejecting_refreshes_exits_1(

@@ -3,6 +3,8 @@
 Public names only; everything lives in private modules.
 """
 
+import logging as _logging
+
 from ._apply import bearer, headers, query_param
 from ._auth import RefreshAuth
 from ._exceptions import (
@@ -33,3 +35,6 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# Library convention: log records go nowhere unless the application configures logging.
+_logging.getLogger("httpx_refresh").addHandler(_logging.NullHandler())

@@ -84,7 +84,7 @@ def _demo_command(args: argparse.Namespace) -> int:
         backend=args.backend,
         token_latency=args.token_latency,
         reject_refreshes=args.reject_refreshes,
-        progress=not args.no_progress,
+        progress=not args.no_progress and sys.stderr.isatty(),
         clients=args.clients,
     )
     try:
@@ -179,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
         "failures are reported (the demo then exits 1)",
     )
     demo.add_argument(
-        "--no-progress", action="store_true", help="do not show the progress line on stderr"
+        "--no-progress",
+        action="store_true",
+        help="do not show the progress line on stderr (it is off when stderr is not a terminal)",
     )
     demo.set_defaults(handler=_demo_command)
     return parser

@@ -299,7 +299,8 @@ def format_report(report: DemoReport) -> str:
         (
             "token expiries spanned",
             str(report.expiries),
-            f"ttl {report.ttl:g} s, leeway {report.leeway:g} s, "
+            f"ttl {report.ttl:g} s; refresh {report.ttl - report.interval:g} s before expiry "
+            f"(leeway {report.leeway:g} s, clamped to half the ttl); "
             f"{report.span:.2f} s since the grant",
         ),
         ("revocations", str(report.revocations), "all access tokens, mid-run"),
