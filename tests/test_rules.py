@@ -1928,3 +1928,39 @@ async def test_update_credentials_clears_reauthorization_required_async() -> Non
         with pytest.raises(hr.ReauthorizationRequired):
             await client.get(API)
     assert calls == [1, 1]
+
+
+# -- R2 / R11: a provider that hands out already-expiring tokens ----------------------
+
+
+@pytest.mark.parametrize("expires_in", [0, -5, "0"])
+def test_R11_token_expiring_at_issue_does_not_refresh_on_every_request(expires_in: object) -> None:
+    """R2 + R11: a refresh that returns ``expires_in: 0`` (or a past expiry) must not
+    make every following request refresh again: within ``min_refresh_interval`` of the
+    refresh the new token is used as is; after it, one proactive refresh happens."""
+    now = [1_000_000.0]
+    calls: list[int] = []
+
+    def refresher(**_: object) -> dict[str, object]:
+        calls.append(1)
+        return {"access_token": f"T{len(calls)}", "expires_in": expires_in}
+
+    sent: list[str] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["Authorization"])
+        return httpx.Response(200)
+
+    auth = hr.RefreshAuth(
+        {"refresh_token": "R"}, refresher, clock=lambda: now[0], min_refresh_interval=5.0
+    )
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
+        for _ in range(20):  # no access token: one refresh, then 19 requests reuse T1
+            assert client.get("http://api.test/").status_code == 200
+            now[0] += 0.2
+        assert len(calls) == 1
+        now[0] += 1.5  # past 5 s after the refresh: the expired token is refreshed once
+        assert client.get("http://api.test/").status_code == 200
+        assert client.get("http://api.test/").status_code == 200
+    assert len(calls) == 2
+    assert sent == ["Bearer T1"] * 20 + ["Bearer T2"] * 2

@@ -128,18 +128,25 @@ class Decisions:
         """R2: the epoch second from which ``snapshot`` must be refreshed before use.
 
         ``-inf`` with no usable token, ``+inf`` with an unknown expiry, else
-        ``expires_at - min(leeway, lifetime / 2)``.
+        ``expires_at - min(leeway, lifetime / 2)``. Credentials that a refresh just
+        produced are never refreshed proactively within ``min_refresh_interval`` of
+        that refresh (R11: a provider handing out already-expiring tokens, e.g.
+        ``expires_in: 0``, must not cause a refresh per request); a rejection still
+        refreshes reactively.
         """
         if self.token_key is not None and not snapshot.credentials.get(self.token_key):
-            return -math.inf
-        expires_at = snapshot.expires_at
-        if expires_at is None:
+            deadline = -math.inf
+        elif snapshot.expires_at is None:
             return math.inf
-        leeway = self.leeway
-        lifetime = snapshot.lifetime
-        if lifetime is not None and leeway > lifetime / 2:
-            leeway = lifetime / 2
-        return expires_at - leeway
+        else:
+            leeway = self.leeway
+            lifetime = snapshot.lifetime
+            if lifetime is not None and leeway > lifetime / 2:
+                leeway = lifetime / 2
+            deadline = snapshot.expires_at - leeway
+        if snapshot.refreshed_at is not None:
+            deadline = max(deadline, snapshot.refreshed_at + self.min_refresh_interval)
+        return deadline
 
     def storm_guarded(self, version: int, now: float) -> bool:
         """R11: was the replay right after the refresh to ``version`` rejected recently?"""

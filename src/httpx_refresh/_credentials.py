@@ -108,12 +108,15 @@ class Snapshot:
         version: increases by one each time the credentials change.
         expires_at: epoch seconds when the access token expires, or ``None`` if unknown.
         lifetime: the token's lifetime in seconds as ``expires_in`` gave it, if known.
+        refreshed_at: epoch seconds when a refresh produced these credentials, or
+            ``None`` when they were given (at start or by ``update_credentials``).
     """
 
     credentials: Mapping[str, Any]
     version: int
     expires_at: float | None
     lifetime: float | None
+    refreshed_at: float | None = None
 
     def __repr__(self) -> str:
         return (
@@ -122,12 +125,15 @@ class Snapshot:
         )
 
 
-def make_snapshot(credentials: Mapping[str, Any], version: int, *, now: float) -> Snapshot:
+def make_snapshot(
+    credentials: Mapping[str, Any], version: int, *, now: float, refreshed: bool = False
+) -> Snapshot:
     """Freeze ``credentials`` into a :class:`Snapshot`, computing its expiry.
 
     ``expires_at`` wins when present and parseable; otherwise ``expires_in`` counts
     from ``now`` (epoch seconds). Unparseable values are logged (without the value)
-    and the expiry is unknown (DESIGN R2).
+    and the expiry is unknown (DESIGN R2). ``refreshed`` marks credentials that a
+    refresh just produced (``refreshed_at = now``).
     """
     frozen = MappingProxyType(dict(credentials))
     lifetime = parse_expires_in(frozen.get("expires_in"))
@@ -138,7 +144,7 @@ def make_snapshot(credentials: Mapping[str, Any], version: int, *, now: float) -
         logger.warning("credentials: expires_at is not a date or epoch; expiry treated as unknown")
     if expires_at is None and lifetime is not None:
         expires_at = now + lifetime
-    return Snapshot(frozen, version, expires_at, lifetime)
+    return Snapshot(frozen, version, expires_at, lifetime, now if refreshed else None)
 
 
 def merge_credentials(

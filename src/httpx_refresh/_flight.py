@@ -170,7 +170,7 @@ class FlightControl:
             if current.version != flight.base.version:
                 return current, False
             merged = merge_credentials(current.credentials, returned, now=now)
-            snapshot = make_snapshot(merged, current.version + 1, now=now)
+            snapshot = make_snapshot(merged, current.version + 1, now=now, refreshed=True)
             self.snapshot = snapshot
             return snapshot, True
 
