@@ -1964,3 +1964,99 @@ def test_R11_token_expiring_at_issue_does_not_refresh_on_every_request(expires_i
         assert client.get("http://api.test/").status_code == 200
     assert len(calls) == 2
     assert sent == ["Bearer T1"] * 20 + ["Bearer T2"] * 2
+
+
+# -- R7 / R10: a refresher that hangs past its timeout -----------------------------------
+
+
+@pytest.mark.anyio
+async def test_R7_sync_refresher_past_timeout_fails_the_flight_and_its_late_result_is_kept() -> (
+    None
+):
+    """R7 + R10: a sync refresher used from an AsyncClient that outlives ``refresh_timeout``:
+    the waiting requests get a transient RefreshError after the timeout (nothing hangs);
+    when the refresher finally returns, its rotated refresh token is merged and persisted
+    (it is not lost), and the next request uses it without another refresh."""
+    release = threading.Event()
+    persisted = threading.Event()
+    calls: list[int] = []
+    saved: list[dict[str, object]] = []
+
+    def refresher(**_: object) -> dict[str, object]:
+        calls.append(1)
+        assert release.wait(10)
+        return {"access_token": "A2", "refresh_token": "R2", "expires_in": 3600}
+
+    def on_refresh(credentials: dict[str, object]) -> None:
+        saved.append(credentials)
+        persisted.set()
+
+    def api(request: httpx.Request) -> httpx.Response:
+        ok = request.headers["Authorization"] == "Bearer A2"
+        return httpx.Response(200 if ok else 401)
+
+    auth = hr.RefreshAuth(
+        {"access_token": "A1", "refresh_token": "R1"},
+        refresher,
+        refresh_timeout=0.3,
+        on_refresh=on_refresh,
+    )
+    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+        errors: list[BaseException] = []
+
+        async def get() -> None:
+            try:
+                await client.get("http://api.test/")
+            except hr.RefreshError as exc:
+                errors.append(exc)
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                for _ in range(20):
+                    tg.start_soon(get)
+        assert len(errors) == 20
+        assert all(isinstance(e, hr.RefreshError) and e.transient for e in errors)
+        assert auth.credentials["refresh_token"] == "R1"  # nothing merged yet
+        release.set()
+        assert await anyio.to_thread.run_sync(persisted.wait, 5)
+        assert auth.credentials["refresh_token"] == "R2"
+        assert saved[-1]["refresh_token"] == "R2"
+        response = await client.get("http://api.test/")
+        assert response.status_code == 200
+    assert len(calls) == 1
+
+
+def test_R10_hung_sync_refresher_does_not_block_later_refreshes_forever() -> None:
+    """R10: a sync refresher that hangs and ignores every timeout keeps its own thread,
+    but once the flight is older than ``refresh_timeout + 10`` s the next request that
+    needs a refresh starts a new one instead of joining the stuck flight."""
+    release = threading.Event()
+    started = threading.Event()
+    calls: list[int] = []
+
+    def refresher(**_: object) -> dict[str, object]:
+        calls.append(1)
+        if len(calls) == 1:
+            started.set()
+            release.wait(30)
+        return {"access_token": f"A{len(calls) + 1}", "expires_in": 3600}
+
+    auth = hr.RefreshAuth({"access_token": "A1", "expires_at": 1}, refresher, refresh_timeout=0.0)
+    client = httpx.Client(auth=auth, transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+    stuck = threading.Thread(target=lambda: client.get("http://api.test/"), daemon=True)
+    stuck.start()
+    try:
+        assert started.wait(5)
+        # The flight is not stuck yet: a second request waits for it and times out.
+        flight = auth._control._flight
+        assert flight is not None
+        with pytest.raises(hr.RefreshError, match="timed out"):
+            auth._control.wait_sync(flight, 0.05)
+        flight.started -= 11.0  # as if it had run for refresh_timeout + 10 s
+        assert client.get("http://api.test/").status_code == 200
+        assert len(calls) == 2
+        assert auth.credentials["access_token"] == "A3"
+    finally:
+        release.set()
+        stuck.join(5)
+        client.close()

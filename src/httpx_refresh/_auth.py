@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Collection, Generator, Mapping
@@ -174,7 +175,11 @@ class RefreshAuth(httpx.Auth):
         self._origins = frozenset(_origin(origin) for origin in origins) if origins else None
         if buffer_body:
             self.requires_request_body = True
-        self._control = FlightControl(make_snapshot(credentials, 0, now=clock()), clock)
+        self._control = FlightControl(
+            make_snapshot(credentials, 0, now=clock()),
+            clock,
+            stuck_after=self._refresh_timeout + 10.0,
+        )
         control = self._control
         self._decisions = _core.Decisions(
             current=lambda: control.snapshot,
@@ -393,7 +398,10 @@ class RefreshAuth(httpx.Auth):
         base = flight.base
         try:
             returned = await call_async(
-                self._refresher, time_limit=self._refresh_timeout, **self._refresher_kwargs(base)
+                self._refresher,
+                time_limit=self._refresh_timeout,
+                on_late=functools.partial(self._late_result, flight),
+                **self._refresher_kwargs(base),
             )
             snapshot, committed = self._control.commit(flight, self._check_result(returned, base))
         except BaseException as exc:
@@ -409,6 +417,33 @@ class RefreshAuth(httpx.Auth):
                 raise
         self._succeed(flight, snapshot, reason, started)
         return snapshot
+
+    def _late_result(self, flight: Flight, returned: Any) -> None:
+        """A sync refresher returned after its flight had timed out (R7: keep rotated tokens).
+
+        Merged if nobody changed the credentials since that flight started; the
+        ``on_refresh`` hook then runs in this (worker) thread.
+        """
+        if not isinstance(returned, Mapping):
+            return
+        snapshot, committed = self._control.commit(flight, returned)
+        if not committed:
+            logger.warning(
+                "a refresh of version %d finished after its timeout; its result was dropped "
+                "because the credentials changed meanwhile",
+                flight.base.version,
+            )
+            return
+        logger.warning(
+            "a refresh of version %d finished after its timeout; its result was kept as version %d",
+            flight.base.version,
+            snapshot.version,
+        )
+        if self._on_refresh is not None:
+            try:
+                call_sync(self._on_refresh, dict(snapshot.credentials))
+            except Exception as exc:  # noqa: BLE001 - no caller is left to receive it
+                logger.error("on_refresh hook raised %s for a late refresh", type(exc).__name__)
 
     def _fail(self, flight: Flight, exc: BaseException, reason: str) -> BaseException:
         """Complete a failed flight; return the error its owner raises."""

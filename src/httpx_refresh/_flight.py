@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -33,6 +36,8 @@ from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshErro
 __all__ = ["Flight", "FlightControl", "RefreshStats", "fresh_copy", "translate"]
 
 E = TypeVar("E", bound=BaseException)
+
+logger = logging.getLogger("httpx_refresh")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +61,11 @@ class RefreshStats:
 class Flight:
     """One refresh shared by every request waiting on it."""
 
-    __slots__ = ("_wakers", "base", "done", "error", "result", "size")
+    __slots__ = ("_wakers", "base", "done", "error", "result", "size", "started")
 
     def __init__(self, base: Snapshot) -> None:
         self.base = base
+        self.started = time.monotonic()
         self.size = 1
         self.done = threading.Event()
         self.result: Snapshot | None = None
@@ -116,10 +122,16 @@ class FlightControl:
     Args:
         snapshot: the initial credentials snapshot.
         clock: returns epoch seconds.
+        stuck_after: seconds after which a flight that has not finished (a refresher
+            that hangs and ignores its timeout) is abandoned: the next request that
+            needs a refresh starts a new flight instead of waiting on it.
     """
 
-    def __init__(self, snapshot: Snapshot, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, snapshot: Snapshot, clock: Callable[[], float], *, stuck_after: float = math.inf
+    ) -> None:
         self.snapshot = snapshot
+        self._stuck_after = stuck_after
         self.dead: ReauthorizationRequired | None = None
         self._clock = clock
         self._mutex = threading.Lock()
@@ -149,6 +161,13 @@ class FlightControl:
                 self._deduplicated += 1
                 return snapshot
             flight = self._flight
+            if flight is not None and time.monotonic() - flight.started > self._stuck_after:
+                logger.warning(
+                    "a refresh of version %d has run for over %g s; starting a new one",
+                    flight.base.version,
+                    self._stuck_after,
+                )
+                flight = None
             if flight is not None:
                 flight.size += 1
                 self._deduplicated += 1

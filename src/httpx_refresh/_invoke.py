@@ -70,12 +70,20 @@ def call_sync(fn: Any, *args: Any, time_limit: float | None = None, **kwargs: An
     return _run_private_loop(run)
 
 
-async def call_async(fn: Any, *args: Any, time_limit: float | None = None, **kwargs: Any) -> Any:
+async def call_async(
+    fn: Any,
+    *args: Any,
+    time_limit: float | None = None,
+    on_late: Callable[[Any], None] | None = None,
+    **kwargs: Any,
+) -> Any:
     """Call ``fn`` from async code and return its result.
 
     Awaits ``fn.acall`` or an async ``fn``, cancelled after ``time_limit`` seconds
-    (``TimeoutError``) when one is given; a plain function runs in a worker thread,
-    which cannot be interrupted, so ``time_limit`` does not apply to it.
+    (``TimeoutError``) when one is given. A plain function runs in a worker thread;
+    threads cannot be interrupted, so after ``time_limit`` the caller gets
+    ``TimeoutError`` and the thread is abandoned: if it still returns a value later,
+    ``on_late(value)`` is called from that thread (so a late result is not lost).
     """
     acall = getattr(fn, "acall", None)
     if acall is not None and inspect.iscoroutinefunction(acall):
@@ -84,7 +92,40 @@ async def call_async(fn: Any, *args: Any, time_limit: float | None = None, **kwa
     if is_async_callable(fn):
         with anyio.fail_after(time_limit):
             return await fn(*args, **kwargs)
-    result = await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+    if time_limit is None:
+        result = await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+    else:
+        result = await _run_in_thread_bounded(
+            functools.partial(fn, *args, **kwargs), time_limit, on_late
+        )
     if inspect.isawaitable(result):
         return await result
     return result
+
+
+async def _run_in_thread_bounded(
+    job: Callable[[], Any], time_limit: float, on_late: Callable[[Any], None] | None
+) -> Any:
+    lock = threading.Lock()
+    state: dict[str, Any] = {"abandoned": False, "done": False}
+
+    def run() -> Any:
+        value = job()
+        with lock:
+            late = state["abandoned"]
+            if not late:
+                state["done"] = True
+                state["value"] = value
+        if late and on_late is not None:
+            on_late(value)
+        return value
+
+    try:
+        with anyio.fail_after(time_limit):
+            return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+    except TimeoutError:
+        with lock:
+            if state["done"]:  # finished just as the time ran out
+                return state["value"]
+            state["abandoned"] = True
+        raise
