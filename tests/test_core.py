@@ -585,13 +585,42 @@ def test_R4_after_rejection_refreshes_and_replays_once() -> None:
     rejected = response(401, req)
     flow = _core.after_rejection(decisions, req, snapshot, lambda: True, rejected)
     assert next(flow) == _core.Refresh(5, "reactive")
-    assert flow.send(snap(6, access_token=ACCESS_2)) == _core.Send(req, replay=True)
+    state.snapshot = snap(6, access_token=ACCESS_2)  # the flight replaced version 5
+    assert flow.send(state.snapshot) == _core.Send(req, replay=True)
     assert req.headers["Authorization"] == f"Bearer {ACCESS_2}"
     finish(flow, response(401, req))
     # R11: the rejected replay guards version 6.
-    guarded = _core.after_rejection(decisions, req, snap(6, access_token=ACCESS_2), bool, rejected)
+    guarded = _core.after_rejection(decisions, req, state.snapshot, bool, rejected)
     with pytest.raises(StopIteration):
         next(guarded)
+
+
+def test_R11_guard_does_not_block_a_free_replay_with_a_newer_version() -> None:
+    """R5 over R11: a late rejection of a guarded version, when a newer version exists,
+    is replayed with the newer credentials (no refresh needed) instead of returned."""
+    clock = Clock()
+    state = State(snap(6, access_token=ACCESS_2))
+    decisions = make_decisions(state, clock)
+    req = request()
+    decisions.note_rejected_replay(6, clock())
+    state.snapshot = snap(7, access_token=ACCESS_1)
+    flow = _core.after_rejection(
+        decisions, req, snap(6, access_token=ACCESS_2), bool, response(401, req)
+    )
+    assert next(flow) == _core.Refresh(6, "reactive")
+
+
+def test_R13_rejection_from_another_origin_after_a_redirect_does_not_refresh() -> None:
+    """R13: a 401 whose final request went to another origin (a followed redirect) is not a
+    rejection of our credentials: no refresh, no replay."""
+    clock = Clock()
+    state = State(snap(5, access_token=ACCESS_1))
+    decisions = make_decisions(state, clock)
+    req = request()
+    elsewhere = httpx.Response(401, request=httpx.Request("GET", "https://other.test/landing"))
+    flow = _core.after_rejection(decisions, req, state.snapshot, bool, elsewhere)
+    with pytest.raises(StopIteration):
+        next(flow)
 
 
 @pytest.mark.parametrize(

@@ -1312,7 +1312,8 @@ async def test_R9_on_refresh_completes_before_waiters_are_released_async(hook_fl
 def test_R9_failing_hook_keeps_credentials_and_reaches_every_caller_sync(
     hook_flavor: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """R9: the hook raises: all 8 callers of that flight get its error, it is logged, and
+    """R9: the hook raises: all 8 callers of that flight get its error (as a RefreshError
+    caused by it, message scrubbed of secrets), it is logged, and
     the new credentials stay in memory (a later request uses them without a refresh)."""
     caplog.set_level(logging.INFO, logger="httpx_refresh")
     provider = Provider()
@@ -1328,8 +1329,9 @@ def test_R9_failing_hook_keeps_credentials_and_reaches_every_caller_sync(
     )
     with mock_client(provider.mock, auth) as client:
         outcomes = run_threads(8, lambda i: client.get(f"{API}/{i}"))
-        assert [outcome(o) for o in outcomes] == ["OSError"] * 8
-        assert all(str(o) == "disk full" for o in outcomes)
+        assert [outcome(o) for o in outcomes] == ["RefreshError"] * 8
+        assert all(str(o) == "on_refresh hook raised OSError: disk full" for o in outcomes)
+        assert all(isinstance(o.__cause__, OSError) for o in outcomes)
         assert dict(auth.credentials) == {"access_token": "A2", "refresh_token": "R2"}
         assert auth.version == 1
         assert outcome(client.get(f"{API}/later")) == (200, "A2")
@@ -1346,7 +1348,8 @@ def test_R9_failing_hook_keeps_credentials_and_reaches_every_caller_sync(
 async def test_R9_failing_hook_keeps_credentials_and_reaches_every_caller_async(
     hook_flavor: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """R9: the hook raises: all 20 callers of that flight get its error, it is logged, and
+    """R9: the hook raises: all 20 callers of that flight get its error (as a RefreshError
+    caused by it), it is logged, and
     the new credentials stay in memory (a later request uses them without a refresh)."""
     caplog.set_level(logging.INFO, logger="httpx_refresh")
     provider = Provider()
@@ -1362,7 +1365,8 @@ async def test_R9_failing_hook_keeps_credentials_and_reaches_every_caller_async(
     )
     async with mock_aclient(provider.mock, auth) as client:
         outcomes = await gather(20, lambda i: client.get(f"{API}/{i}"))
-        assert [outcome(o) for o in outcomes] == ["OSError"] * 20
+        assert [outcome(o) for o in outcomes] == ["RefreshError"] * 20
+        assert all(isinstance(o.__cause__, OSError) for o in outcomes)
         assert dict(auth.credentials) == {"access_token": "A2", "refresh_token": "R2"}
         assert auth.version == 1
         assert outcome(await client.get(f"{API}/later")) == (200, "A2")
@@ -2060,3 +2064,26 @@ def test_R10_hung_sync_refresher_does_not_block_later_refreshes_forever() -> Non
         release.set()
         stuck.join(5)
         client.close()
+
+
+def test_R9_hook_error_quoting_a_token_is_scrubbed() -> None:
+    """R9 + C22: a hook whose error message quotes the new token reaches the caller as a
+    RefreshError with the token redacted and without the raw error attached."""
+
+    def refresher(**_: object) -> dict[str, object]:
+        return {"access_token": "NEW-ACCESS-TOKEN-123", "refresh_token": "NEW-REFRESH-456"}
+
+    def hook(credentials: dict[str, object]) -> None:
+        raise ValueError(f"cannot save {credentials['refresh_token']}")
+
+    auth = hr.RefreshAuth({"refresh_token": "OLD-REFRESH-789"}, refresher, on_refresh=hook)
+    with (
+        httpx.Client(auth=auth, transport=httpx.MockTransport(lambda r: httpx.Response(200))) as c,
+        pytest.raises(hr.RefreshError) as caught,
+    ):
+        c.get("http://api.test/")
+    text = f"{caught.value} {caught.value!r}"
+    assert "NEW-REFRESH-456" not in text
+    assert "[redacted]" in text
+    assert caught.value.__cause__ is None
+    assert caught.value.__context__ is None

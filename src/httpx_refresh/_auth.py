@@ -13,10 +13,10 @@ import httpx
 
 from . import _core
 from ._apply import Applier, bearer
-from ._credentials import Snapshot, make_snapshot, secret_values
+from ._credentials import Snapshot, make_snapshot, scrub, secret_values
 from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshError
 from ._flight import Flight, FlightControl, RefreshStats, fresh_copy, translate
-from ._invoke import call_async, call_sync
+from ._invoke import call_async, call_sync, is_async_callable
 
 __all__ = ["RefreshAuth"]
 
@@ -63,10 +63,18 @@ def _rewind_plan(request: httpx.Request) -> _core.Rewind:
                 return _never
         return _always
     inner = getattr(stream, "_stream", None)
-    if inner is not None and _seekable(inner) and hasattr(inner, "read"):
+    if (
+        inner is not None
+        and _seekable(inner)
+        and hasattr(inner, "read")
+        and not is_async_callable(inner.seek)  # an async file (anyio, aiofiles): not rewound
+        and not is_async_callable(inner.tell)
+    ):
         try:
             position = inner.tell()
         except Exception:  # noqa: BLE001
+            return _never
+        if not isinstance(position, int):
             return _never
 
         def rewind() -> bool:
@@ -128,8 +136,10 @@ class RefreshAuth(httpx.Auth):
         clock: returns the time in epoch seconds (for tests); default ``time.time``.
 
     Raises:
-        TypeError: ``credentials`` is not a mapping, or ``refresh`` is not callable.
-        ValueError: ``leeway``, ``min_refresh_interval`` or ``refresh_timeout`` is negative.
+        TypeError: ``credentials`` is not a mapping, ``refresh`` is not callable, or
+            ``refresh_on`` is neither a collection of statuses nor a predicate.
+        ValueError: ``leeway``, ``min_refresh_interval`` or ``refresh_timeout`` is negative,
+            NaN or infinite; ``refresh_on`` is empty or holds something not a status code.
 
     Requests made through it raise :class:`RefreshError` (or its subclass
     :class:`ReauthorizationRequired`) when a needed refresh fails, and
@@ -163,8 +173,20 @@ class RefreshAuth(httpx.Auth):
             ("min_refresh_interval", min_refresh_interval),
             ("refresh_timeout", refresh_timeout),
         ):
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
+            if not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        if not callable(refresh_on):
+            if isinstance(refresh_on, (str, bytes)) or not isinstance(refresh_on, Collection):
+                raise TypeError(
+                    f"refresh_on must be a collection of status codes or a predicate, "
+                    f"got {type(refresh_on).__name__}"
+                )
+            if not refresh_on or not all(
+                isinstance(code, int) and 100 <= code <= 599 for code in refresh_on
+            ):
+                raise ValueError(
+                    f"refresh_on must hold HTTP status codes (100-599), got {list(refresh_on)!r}"
+                )
         self._refresher = refresh
         self._connector_parameters = dict(connector_parameters or {})
         self._connection_parameters = dict(connection_parameters or {})
@@ -175,6 +197,8 @@ class RefreshAuth(httpx.Auth):
         self._origins = frozenset(_origin(origin) for origin in origins) if origins else None
         if buffer_body:
             self.requires_request_body = True
+        # A predicate may look at the body (e.g. {"error": "access_token_expired"}).
+        self._read_responses = callable(refresh_on)
         self._control = FlightControl(
             make_snapshot(credentials, 0, now=clock()),
             clock,
@@ -266,12 +290,15 @@ class RefreshAuth(httpx.Auth):
             request.read()
         decisions = self._decisions
         flow = None
+        response: httpx.Response | None = None
         if self._origins is None or self._in_scope(request):
             # Fast path, inlined: fresh credentials, no action objects, no lock.
             snapshot, ready = _core.prepare(decisions, request)
             if ready:
                 rewind = _rewind_plan(request)
                 response = yield request
+                if self._read_responses:
+                    response.read()
                 if not decisions.is_rejected(response):
                     return
                 flow = _core.after_rejection(decisions, request, snapshot, rewind, response)
@@ -284,9 +311,14 @@ class RefreshAuth(httpx.Auth):
                     if action.replay:
                         self._control.note_replay()
                     response = yield action.request
+                    if self._read_responses:
+                        response.read()
                     action = flow.send(response)
                 else:
                     assert isinstance(action, _core.Refresh)
+                    if response is not None:
+                        # Release the rejected response's connection before waiting.
+                        response.read()
                     action = flow.send(self._refresh_sync(action.base_version, action.reason))
         except StopIteration:
             return
@@ -301,11 +333,14 @@ class RefreshAuth(httpx.Auth):
             await request.aread()
         decisions = self._decisions
         flow = None
+        response: httpx.Response | None = None
         if self._origins is None or self._in_scope(request):
             snapshot, ready = _core.prepare(decisions, request)
             if ready:
                 rewind = _rewind_plan(request)
                 response = yield request
+                if self._read_responses:
+                    await response.aread()
                 if not decisions.is_rejected(response):
                     return
                 flow = _core.after_rejection(decisions, request, snapshot, rewind, response)
@@ -318,9 +353,14 @@ class RefreshAuth(httpx.Auth):
                     if action.replay:
                         self._control.note_replay()
                     response = yield action.request
+                    if self._read_responses:
+                        await response.aread()
                     action = flow.send(response)
                 else:
                     assert isinstance(action, _core.Refresh)
+                    if response is not None:
+                        # Release the rejected response's connection before waiting.
+                        await response.aread()
                     snapshot = await self._refresh_async(action.base_version, action.reason)
                     action = flow.send(snapshot)
         except StopIteration:
@@ -367,16 +407,22 @@ class RefreshAuth(httpx.Auth):
             )
             snapshot, committed = self._control.commit(flight, self._check_result(returned, base))
         except BaseException as exc:
-            error = self._fail(flight, exc, reason)
+            error: BaseException | None = self._fail(flight, exc, reason)
             if error is exc:
                 raise
-            raise error from error.__cause__
+        else:
+            error = None
+        if error is not None:  # raised outside the except block: no secret-bearing __context__
+            raise error
         if committed and self._on_refresh is not None:
             try:
                 call_sync(self._on_refresh, dict(snapshot.credentials))
-            except BaseException as exc:
-                self._hook_failed(flight, snapshot, exc)
-                raise
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, translated
+                hook_error: BaseException | None = self._hook_failed(flight, snapshot, exc)
+            else:
+                hook_error = None
+            if hook_error is not None:  # raised outside the except block: no __context__
+                raise hook_error
         self._succeed(flight, snapshot, reason, started)
         return snapshot
 
@@ -405,16 +451,24 @@ class RefreshAuth(httpx.Auth):
             )
             snapshot, committed = self._control.commit(flight, self._check_result(returned, base))
         except BaseException as exc:
-            error = self._fail(flight, exc, reason)
+            error: BaseException | None = self._fail(flight, exc, reason)
             if error is exc:
                 raise
-            raise error from error.__cause__
+        else:
+            error = None
+        if error is not None:  # raised outside the except block: no secret-bearing __context__
+            raise error
         if committed and self._on_refresh is not None:
             try:
-                await call_async(self._on_refresh, dict(snapshot.credentials))
-            except BaseException as exc:
-                self._hook_failed(flight, snapshot, exc)
-                raise
+                await call_async(
+                    self._on_refresh, dict(snapshot.credentials), time_limit=self._refresh_timeout
+                )
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, translated
+                hook_error: BaseException | None = self._hook_failed(flight, snapshot, exc)
+            else:
+                hook_error = None
+            if hook_error is not None:  # raised outside the except block: no __context__
+                raise hook_error
         self._succeed(flight, snapshot, reason, started)
         return snapshot
 
@@ -476,13 +530,33 @@ class RefreshAuth(httpx.Auth):
             )
         return error
 
-    def _hook_failed(self, flight: Flight, snapshot: Snapshot, exc: BaseException) -> None:
-        self._control.finish(flight, None, exc)
+    def _hook_failed(self, flight: Flight, snapshot: Snapshot, exc: BaseException) -> BaseException:
+        """R9: the hook failed; its error (scrubbed, in the one error tree) goes to every caller."""
+        error: BaseException
+        if isinstance(exc, HttpxRefreshError):  # e.g. a store's StoreError
+            error = exc
+        elif isinstance(exc, Exception):
+            secrets = self._secrets(flight.base) + secret_values(snapshot.credentials)
+            detail = scrub(str(exc), secrets)
+            error = RefreshError(
+                f"on_refresh hook raised {type(exc).__name__}" + (f": {detail}" if detail else "")
+            )
+            error.__cause__ = exc if detail == str(exc) else None
+        else:  # cancellation, KeyboardInterrupt: the owner re-raises it as it is
+            error = exc
+        self._control.finish(
+            flight,
+            None,
+            error
+            if isinstance(error, Exception)
+            else RefreshError(f"on_refresh hook interrupted ({type(exc).__name__})"),
+        )
         logger.error(
             "on_refresh hook raised %s; credentials version %d are kept in memory",
             type(exc).__name__,
             snapshot.version,
         )
+        return error
 
     def _succeed(self, flight: Flight, snapshot: Snapshot, reason: str, started: float) -> None:
         self._control.finish(flight, snapshot, None)

@@ -165,6 +165,15 @@ class Decisions:
         self._rejected_until = 0.0
 
 
+def _same_origin(request: Any, response: Any) -> bool:
+    try:
+        final = response.request.url
+    except RuntimeError:  # a response built by hand, without its request
+        return True
+    url = request.url
+    return (final.scheme, final.host, final.port) == (url.scheme, url.host, url.port)
+
+
 def prepare(decisions: Decisions, request: Any) -> tuple[Snapshot, bool]:
     """R1, R2, R10: the first decision for an in-scope request, with no I/O.
 
@@ -220,7 +229,11 @@ def after_rejection(
     Raises:
         RequestNotReplayable: the body cannot be re-read (raised after the refresh).
     """
-    if decisions.storm_guarded(snapshot.version, decisions.clock()):
+    if not _same_origin(request, response):
+        return  # R13: a rejection from another origin (after a redirect) is not ours
+    if decisions.current().version == snapshot.version and decisions.storm_guarded(
+        snapshot.version, decisions.clock()
+    ):
         return
     # R5: if someone already replaced this version, the flight control hands back
     # the newer snapshot without refreshing again.

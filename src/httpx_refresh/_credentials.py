@@ -34,6 +34,7 @@ EXPIRY_KEYS = ("expires_in", "expires_at")
 # as secret too when scrubbing messages, these just come first.
 SECRET_KEYS = ("access_token", "refresh_token", "id_token", "client_secret", "password", "api_key")
 _EPOCH_MS_THRESHOLD = 100_000_000_000  # 1e11 s is year 5138; above it, it is milliseconds
+_EPOCH_US_THRESHOLD = 100_000_000_000_000  # 1e14 ms is year 5138 too; above it, unparseable
 
 
 def parse_expires_in(value: Any) -> float | None:
@@ -48,14 +49,14 @@ def parse_expires_in(value: Any) -> float | None:
     """
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, (int, float)):
+            number = float(value)
+        elif isinstance(value, str):
             number = float(value.strip())
-        except ValueError:
+        else:
             return None
-    else:
+    except (ValueError, OverflowError):
         return None
     if not math.isfinite(number):
         return None
@@ -68,7 +69,8 @@ def parse_expires_at(value: Any) -> float | None:
     Args:
         value: epoch seconds, epoch milliseconds (a number above 1e11), a numeric
             string of either, or an ISO 8601 date-time (``Z`` or an offset; a naive
-            date-time is taken as UTC).
+            date-time is taken as UTC). Values before 1970 or above 1e14 (e.g.
+            microseconds) are not accepted.
 
     Returns:
         Epoch seconds, or ``None`` when the value is missing or unparseable.
@@ -76,24 +78,26 @@ def parse_expires_at(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
     number: float | None = None
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            number = float(text)
-        except ValueError:
+    try:
+        if isinstance(value, (int, float)):
+            number = float(value)
+        elif isinstance(value, str):
+            text = value.strip()
             try:
-                parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+                number = float(text)
             except ValueError:
-                return None
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=timezone.utc)
-            return parsed.timestamp()
-    else:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+                if parsed.tzinfo is None:
+                    parsed = parsed.replace(tzinfo=timezone.utc)
+                number = parsed.timestamp()
+        else:
+            return None
+    except (ValueError, OverflowError):
         return None
     if not math.isfinite(number) or number < 0:
         return None
+    if number > _EPOCH_US_THRESHOLD:
+        return None  # microseconds or nonsense: not a format we accept
     if number > _EPOCH_MS_THRESHOLD:
         number /= 1000.0
     return number

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import ssl
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -28,6 +29,7 @@ PERMANENT_ERRORS = frozenset({"invalid_grant", "invalid_client", "unauthorized_c
 #: Error codes that mean "try again later" (RFC 6749 section 4.1.2.1, used by token endpoints).
 TRANSIENT_ERRORS = frozenset({"server_error", "temporarily_unavailable"})
 TRANSIENT_STATUSES = frozenset({408, 429})
+_ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
 
 
 def basic_credentials(client_id: str, client_secret: str) -> str:
@@ -145,7 +147,11 @@ class _TokenGrant:
         body = _decode_body(response)
         fields = body if isinstance(body, dict) else {}
         error = fields.get("error")
-        oauth_error = error if isinstance(error, str) else None
+        # RFC 6749 section 5.2: an error code is a short token of printable ASCII
+        # (no '"' or '\\'); anything else is not trusted as a code or shown.
+        oauth_error = error if isinstance(error, str) and _ERROR_CODE.fullmatch(error) else None
+        if oauth_error is not None and scrub(oauth_error, secrets) != oauth_error:
+            oauth_error = None
         description = fields.get("error_description")
         detail = f"{status}" + (f" {oauth_error}" if oauth_error else "")
         if isinstance(description, str) and description:
