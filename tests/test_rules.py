@@ -2087,3 +2087,26 @@ def test_R9_hook_error_quoting_a_token_is_scrubbed() -> None:
     assert "[redacted]" in text
     assert caught.value.__cause__ is None
     assert caught.value.__context__ is None
+
+
+def test_R2_short_but_valid_lifetime_is_still_refreshed_proactively() -> None:
+    """R2: the R11 floor applies only to tokens already due on arrival; a refreshed token
+    with a 1 s lifetime is refreshed proactively at half its lifetime, never after a 401."""
+    now = [2_000_000.0]
+    calls: list[int] = []
+
+    def refresher(**_: object) -> dict[str, object]:
+        calls.append(1)
+        return {"access_token": f"T{len(calls)}", "expires_in": 1}
+
+    def api(request: httpx.Request) -> httpx.Response:
+        expected = f"Bearer T{len(calls)}"
+        return httpx.Response(200 if request.headers["Authorization"] == expected else 401)
+
+    auth = hr.RefreshAuth({"refresh_token": "R"}, refresher, clock=lambda: now[0])
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
+        for _ in range(6):  # refresh at t=0, then every 0.5 s (leeway clamped to 0.5 s)
+            assert client.get("http://api.test/").status_code == 200
+            now[0] += 0.6
+    assert len(calls) == 6
+    assert auth.stats.replays == 0

@@ -128,11 +128,10 @@ class Decisions:
         """R2: the epoch second from which ``snapshot`` must be refreshed before use.
 
         ``-inf`` with no usable token, ``+inf`` with an unknown expiry, else
-        ``expires_at - min(leeway, lifetime / 2)``. Credentials that a refresh just
-        produced are never refreshed proactively within ``min_refresh_interval`` of
-        that refresh (R11: a provider handing out already-expiring tokens, e.g.
-        ``expires_in: 0``, must not cause a refresh per request); a rejection still
-        refreshes reactively.
+        ``expires_at - min(leeway, lifetime / 2)``. Credentials that a refresh produced
+        already due (e.g. ``expires_in: 0``, a past ``expires_at``, no token) are not
+        refreshed proactively again within ``min_refresh_interval`` of that refresh
+        (R11: no refresh per request); a rejection still refreshes reactively.
         """
         if self.token_key is not None and not snapshot.credentials.get(self.token_key):
             deadline = -math.inf
@@ -144,8 +143,10 @@ class Decisions:
             if lifetime is not None and leeway > lifetime / 2:
                 leeway = lifetime / 2
             deadline = snapshot.expires_at - leeway
-        if snapshot.refreshed_at is not None:
-            deadline = max(deadline, snapshot.refreshed_at + self.min_refresh_interval)
+        refreshed_at = snapshot.refreshed_at
+        if refreshed_at is not None and deadline <= refreshed_at:
+            # Already due when it arrived: wait min_refresh_interval before trying again.
+            deadline = refreshed_at + self.min_refresh_interval
         return deadline
 
     def storm_guarded(self, version: int, now: float) -> bool:
