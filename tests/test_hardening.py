@@ -174,3 +174,35 @@ def test_rejected_response_is_read_before_the_refresh_so_its_connection_is_free(
         box["client"] = client
         assert client.get(f"{url}/data").status_code == 200
     assert auth.stats.refreshes == 1
+
+
+@pytest.mark.anyio
+async def test_R10_huge_token_response_is_refused_without_reading_it_all() -> None:
+    """A token endpoint answering with a body over 1 MiB: RefreshError, nothing merged."""
+
+    def token_endpoint(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"access_token": "A2", "padding": "x" * (2 * 1024 * 1024)})
+
+    grant = hr.OAuth2Refresh(
+        "https://idp.test/token",
+        client_id="c",
+        transport=httpx.MockTransport(token_endpoint),
+        async_transport=httpx.MockTransport(token_endpoint),
+    )
+    with pytest.raises(hr.RefreshError, match="over 1024 KiB"):
+        grant(credentials={"refresh_token": "R1"})
+    with pytest.raises(hr.RefreshError, match="over 1024 KiB"):
+        await grant.acall(credentials={"refresh_token": "R1"})
+
+
+@pytest.mark.parametrize("returned", [{"access_token": ""}, {"access_token": None}, {}])
+def test_R10_refresh_leaving_no_usable_token_is_permanent(returned: dict[str, Any]) -> None:
+    """R10: a refresher result that leaves the credentials without a usable access token
+    raises ReauthorizationRequired (and nothing is merged)."""
+    auth = hr.RefreshAuth({"refresh_token": "R1"}, lambda **_: returned)
+    with (
+        httpx.Client(auth=auth, transport=httpx.MockTransport(lambda r: httpx.Response(200))) as c,
+        pytest.raises(hr.ReauthorizationRequired, match="no usable 'access_token'"),
+    ):
+        c.get("http://api.test/")
+    assert dict(auth.credentials) == {"refresh_token": "R1"}

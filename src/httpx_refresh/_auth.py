@@ -194,6 +194,7 @@ class RefreshAuth(httpx.Auth):
         self._on_refresh = on_refresh
         self._refresh_timeout = float(refresh_timeout)
         self._clock = clock
+        self._token_key = token_key
         self._origins = frozenset(_origin(origin) for origin in origins) if origins else None
         if buffer_body:
             self.requires_request_body = True
@@ -390,6 +391,13 @@ class RefreshAuth(httpx.Auth):
             raise RefreshError(
                 f"refresher returned {type(returned).__name__}, expected a mapping of credentials"
             )
+        key = self._token_key
+        if key is not None:
+            token = returned.get(key)
+            if token is None:
+                token = base.credentials.get(key)
+            if not token:  # R10: a refresh that leaves no usable token is permanent
+                raise ReauthorizationRequired(f"the refresh left no usable {key!r}")
         return returned
 
     def _refresh_sync(self, base_version: int, reason: str) -> Snapshot:

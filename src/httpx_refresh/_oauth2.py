@@ -29,6 +29,8 @@ PERMANENT_ERRORS = frozenset({"invalid_grant", "invalid_client", "unauthorized_c
 #: Error codes that mean "try again later" (RFC 6749 section 4.1.2.1, used by token endpoints).
 TRANSIENT_ERRORS = frozenset({"server_error", "temporarily_unavailable"})
 TRANSIENT_STATUSES = frozenset({408, 429})
+#: A token response larger than this is refused (a real one is a few hundred bytes).
+MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
 _ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
 
 
@@ -41,6 +43,27 @@ def basic_credentials(client_id: str, client_secret: str) -> str:
     """
     raw = f"{quote_plus(client_id, safe='')}:{quote_plus(client_secret, safe='')}"
     return "Basic " + base64.b64encode(raw.encode("utf-8")).decode("ascii")
+
+
+def _check_size(body: bytearray, response: httpx.Response) -> None:
+    if len(body) > MAX_TOKEN_RESPONSE_BYTES:
+        raise RefreshError(
+            f"token endpoint answered {response.status_code} with a body over "
+            f"{MAX_TOKEN_RESPONSE_BYTES // 1024} KiB; not read further",
+            status_code=response.status_code,
+        )
+
+
+def _buffered(streamed: httpx.Response, body: bytearray) -> httpx.Response:
+    """A complete response from a streamed one whose (decoded) body was read into ``body``."""
+    headers = [
+        (name, value)
+        for name, value in streamed.headers.multi_items()
+        if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(
+        streamed.status_code, headers=headers, content=bytes(body), request=streamed.request
+    )
 
 
 def _decode_body(response: httpx.Response) -> Any:
@@ -237,13 +260,20 @@ class _TokenGrant:
         secrets = self._secrets(credentials, parameters)
         try:
             verify = self._ssl_context or self._build_ssl_context()
-            with httpx.Client(
-                timeout=self.timeout,
-                follow_redirects=False,
-                verify=verify,
-                transport=self._transport,
-            ) as client:
-                response = client.post(self.token_url, data=form, headers=headers)
+            with (
+                httpx.Client(
+                    timeout=self.timeout,
+                    follow_redirects=False,
+                    verify=verify,
+                    transport=self._transport,
+                ) as client,
+                client.stream("POST", self.token_url, data=form, headers=headers) as streamed,
+            ):
+                body = bytearray()
+                for chunk in streamed.iter_bytes():
+                    body += chunk
+                    _check_size(body, streamed)
+                response = _buffered(streamed, body)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         return self._parse(response, secrets)
@@ -263,13 +293,24 @@ class _TokenGrant:
             verify = self._ssl_context
             if verify is None:  # build it off the event loop (it reads files)
                 verify = await anyio.to_thread.run_sync(self._build_ssl_context)
-            async with httpx.AsyncClient(
-                timeout=self.timeout,
-                follow_redirects=False,
-                verify=verify,
-                transport=self._async_transport,
-            ) as client:
-                response = await client.post(self.token_url, data=form, headers=headers)
+            async with (
+                httpx.AsyncClient(
+                    timeout=self.timeout,
+                    follow_redirects=False,
+                    verify=verify,
+                    transport=self._async_transport,
+                ) as client,
+                client.stream("POST", self.token_url, data=form, headers=headers) as streamed,
+            ):
+                body = bytearray()
+                chunks = streamed.aiter_bytes()
+                try:
+                    async for chunk in chunks:
+                        body += chunk
+                        _check_size(body, streamed)
+                finally:  # close the async generator here, not at garbage collection
+                    await chunks.aclose()  # type: ignore[attr-defined]
+                response = _buffered(streamed, body)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         return self._parse(response, secrets)
