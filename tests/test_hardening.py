@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import httpx
 import pytest
 
@@ -206,3 +208,71 @@ def test_R10_refresh_leaving_no_usable_token_is_permanent(returned: dict[str, An
     ):
         c.get("http://api.test/")
     assert dict(auth.credentials) == {"refresh_token": "R1"}
+
+
+@pytest.mark.anyio
+async def test_R6_sync_wait_inside_the_loop_running_the_refresh_fails_fast() -> None:
+    """R6: a sync call (``auth.refresh()``) made inside the event loop whose task is running
+    the refresh would block that loop until the timeout; it fails at once instead, and the
+    refresh completes."""
+    started = anyio.Event()
+    release = anyio.Event()
+
+    async def slow(**_: Any) -> dict[str, Any]:
+        started.set()
+        await release.wait()
+        return {"access_token": "A2"}
+
+    def api(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200 if request.headers["Authorization"] == "Bearer A2" else 401)
+
+    auth = hr.RefreshAuth({"access_token": "A1"}, slow, refresh_timeout=20)
+    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                responses: list[int] = []
+
+                async def get() -> None:
+                    responses.append((await client.get("http://api.test/")).status_code)
+
+                tg.start_soon(get)
+                await started.wait()
+                with pytest.raises(hr.RefreshError, match="use the async client"):
+                    auth.refresh()
+                release.set()
+    assert responses == [200]
+    assert auth.stats.refreshes == 1
+
+
+def test_R7_interrupted_wait_on_an_async_refresher_keeps_its_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """R7: a sync client's thread interrupted (KeyboardInterrupt) while its async refresher
+    runs on the private loop: the interrupt propagates, and the rotated refresh token the
+    refresher still obtains is merged and persisted, not lost."""
+    release = threading.Event()
+    persisted = threading.Event()
+
+    async def rotate(**_: Any) -> dict[str, Any]:
+        await anyio.to_thread.run_sync(release.wait, 5)
+        return {"access_token": "A2", "refresh_token": "R2"}
+
+    original_join = threading.Thread.join
+
+    def interrupted_join(self: threading.Thread, timeout: float | None = None) -> None:
+        if self.name == "httpx-refresh-private-loop" and timeout is None:
+            release.set()
+            raise KeyboardInterrupt
+        original_join(self, timeout)
+
+    monkeypatch.setattr(threading.Thread, "join", interrupted_join)
+    auth = hr.RefreshAuth(
+        {"refresh_token": "R1"}, rotate, on_refresh=lambda credentials: persisted.set()
+    )
+    with (
+        httpx.Client(auth=auth, transport=httpx.MockTransport(lambda r: httpx.Response(200))) as c,
+        pytest.raises(KeyboardInterrupt),
+    ):
+        c.get("http://api.test/")
+    assert persisted.wait(5)
+    assert auth.credentials["refresh_token"] == "R2"

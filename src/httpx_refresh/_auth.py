@@ -411,7 +411,10 @@ class RefreshAuth(httpx.Auth):
         base = flight.base
         try:
             returned = call_sync(
-                self._refresher, time_limit=self._refresh_timeout, **self._refresher_kwargs(base)
+                self._refresher,
+                time_limit=self._refresh_timeout,
+                on_late=functools.partial(self._late_result, flight),
+                **self._refresher_kwargs(base),
             )
             snapshot, committed = self._control.commit(flight, self._check_result(returned, base))
         except BaseException as exc:
@@ -481,7 +484,10 @@ class RefreshAuth(httpx.Auth):
         return snapshot
 
     def _late_result(self, flight: Flight, returned: Any) -> None:
-        """A sync refresher returned after its flight had timed out (R7: keep rotated tokens).
+        """A refresher returned after its flight had failed (R7: keep rotated tokens).
+
+        Happens when a sync refresher outlives ``refresh_timeout`` under an async client,
+        or when the thread waiting on an async refresher's private loop is interrupted.
 
         Merged if nobody changed the credentials since that flight started; the
         ``on_refresh`` hook then runs in this (worker) thread.

@@ -61,11 +61,12 @@ class RefreshStats:
 class Flight:
     """One refresh shared by every request waiting on it."""
 
-    __slots__ = ("_wakers", "base", "done", "error", "result", "size", "started")
+    __slots__ = ("_wakers", "base", "done", "error", "owner_thread", "result", "size", "started")
 
     def __init__(self, base: Snapshot) -> None:
         self.base = base
         self.started = time.monotonic()
+        self.owner_thread = threading.get_ident()
         self.size = 1
         self.done = threading.Event()
         self.result: Snapshot | None = None
@@ -235,6 +236,14 @@ class FlightControl:
 
     def wait_sync(self, flight: Flight, timeout: float) -> Snapshot:
         """Block the calling thread until ``flight`` completes; return or raise its outcome."""
+        if flight.owner_thread == threading.get_ident() and not flight.done.is_set():
+            # A sync call inside the event loop whose task runs this very refresh:
+            # blocking here would stall that loop until the timeout.
+            raise RefreshError(
+                "a sync request waits for a refresh that a task of this thread's event loop "
+                "is running; use the async client (or arefresh) inside async code",
+                transient=True,
+            )
         if not flight.done.wait(timeout):
             raise RefreshError(
                 f"timed out after {timeout:g} s waiting for a refresh", transient=True

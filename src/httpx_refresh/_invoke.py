@@ -31,28 +31,49 @@ def is_async_callable(fn: Any) -> bool:
     )
 
 
-def _run_private_loop(fn: Callable[[], Any]) -> Any:
-    box: dict[str, Any] = {}
+def _run_private_loop(fn: Callable[[], Any], on_late: Callable[[Any], None] | None = None) -> Any:
+    lock = threading.Lock()
+    box: dict[str, Any] = {"abandoned": False}
 
     def target() -> None:
         try:
-            box["value"] = anyio.run(fn)
+            value = anyio.run(fn)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             box["error"] = exc
+            return
+        with lock:
+            late = box["abandoned"]
+            box["value"] = value
+        if late and on_late is not None:
+            on_late(value)
 
     thread = threading.Thread(target=target, name="httpx-refresh-private-loop", daemon=True)
     thread.start()
-    thread.join()
+    try:
+        thread.join()
+    except BaseException:  # e.g. KeyboardInterrupt while waiting: hand a late result over
+        with lock:
+            if "value" not in box:
+                box["abandoned"] = True
+        raise
     if "error" in box:
         raise box["error"]
     return box["value"]
 
 
-def call_sync(fn: Any, *args: Any, time_limit: float | None = None, **kwargs: Any) -> Any:
+def call_sync(
+    fn: Any,
+    *args: Any,
+    time_limit: float | None = None,
+    on_late: Callable[[Any], None] | None = None,
+    **kwargs: Any,
+) -> Any:
     """Call ``fn`` from sync code and return its result.
 
-    An async ``fn`` (or an awaitable result) is awaited on a private event loop,
-    cancelled after ``time_limit`` seconds (``TimeoutError``) when one is given.
+    An async ``fn`` (or an awaitable result) is awaited on a private event loop in
+    its own thread, cancelled after ``time_limit`` seconds (``TimeoutError``) when one
+    is given. If the calling thread is interrupted while it waits (KeyboardInterrupt),
+    a value the loop still produces is passed to ``on_late`` from that thread.
     """
     if is_async_callable(fn):
         awaitable: Any = None
@@ -67,7 +88,7 @@ def call_sync(fn: Any, *args: Any, time_limit: float | None = None, **kwargs: An
                 return await fn(*args, **kwargs)
             return await awaitable
 
-    return _run_private_loop(run)
+    return _run_private_loop(run, on_late)
 
 
 async def call_async(
