@@ -6,6 +6,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Collection, Generator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -92,6 +93,14 @@ def _origin(url: httpx.URL | str) -> str:
     url = httpx.URL(url)
     port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
     return f"{url.scheme}://{url.host}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One I/O step of a flight's owner: call the refresher, or the hook with credentials."""
+
+    hook: bool
+    credentials: dict[str, Any] | None = None
 
 
 class RefreshAuth(httpx.Auth):
@@ -407,35 +416,26 @@ class RefreshAuth(httpx.Auth):
         flight, owner = got
         if not owner:
             return self._control.wait_sync(flight, self._refresh_timeout + 10.0)
-        started = time.perf_counter()
-        base = flight.base
-        try:
-            returned = call_sync(
-                self._refresher,
-                time_limit=self._refresh_timeout,
-                on_late=functools.partial(self._late_result, flight),
-                **self._refresher_kwargs(base),
-            )
-            snapshot, committed = self._control.commit(flight, self._check_result(returned, base))
-        except BaseException as exc:
-            error: BaseException | None = self._fail(flight, exc, reason)
-            if error is exc:
-                raise
-        else:
-            error = None
-        if error is not None:  # raised outside the except block: no secret-bearing __context__
-            raise error
-        if committed and self._on_refresh is not None:
+        steps = self._own_flight(flight, reason)
+        step = next(steps)
+        while True:
+            failure: BaseException | None = None
             try:
-                call_sync(self._on_refresh, dict(snapshot.credentials))
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, translated
-                hook_error: BaseException | None = self._hook_failed(flight, snapshot, exc)
-            else:
-                hook_error = None
-            if hook_error is not None:  # raised outside the except block: no __context__
-                raise hook_error
-        self._succeed(flight, snapshot, reason, started)
-        return snapshot
+                if step.hook:
+                    value = call_sync(self._on_refresh, step.credentials)
+                else:
+                    value = call_sync(
+                        self._refresher,
+                        time_limit=self._refresh_timeout,
+                        on_late=functools.partial(self._late_result, flight),
+                        **self._refresher_kwargs(flight.base),
+                    )
+            except BaseException as exc:  # noqa: BLE001 - handed to the owner steps below
+                failure = exc
+            try:
+                step = steps.send(value) if failure is None else steps.throw(failure)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
     async def _refresh_async(self, base_version: int, reason: str) -> Snapshot:
         got = self._control.begin(base_version)
@@ -447,39 +447,60 @@ class RefreshAuth(httpx.Auth):
         # R7: the exchange runs shielded under its own timeout; its result is kept
         # even if the request that started it is cancelled meanwhile.
         with anyio.CancelScope(shield=True):
-            snapshot = await self._own_flight_async(flight, reason)
+            steps = self._own_flight(flight, reason)
+            step = next(steps)
+            while True:
+                failure: BaseException | None = None
+                try:
+                    if step.hook:
+                        value = await call_async(
+                            self._on_refresh, step.credentials, time_limit=self._refresh_timeout
+                        )
+                    else:
+                        value = await call_async(
+                            self._refresher,
+                            time_limit=self._refresh_timeout,
+                            on_late=functools.partial(self._late_result, flight),
+                            **self._refresher_kwargs(flight.base),
+                        )
+                except BaseException as exc:  # noqa: BLE001 - handed to the owner steps below
+                    failure = exc
+                try:
+                    step = steps.send(value) if failure is None else steps.throw(failure)
+                except StopIteration as done:
+                    snapshot: Snapshot = done.value
+                    break
         return snapshot
 
-    async def _own_flight_async(self, flight: Flight, reason: str) -> Snapshot:
+    def _own_flight(self, flight: Flight, reason: str) -> Generator[_Step, Any, Snapshot]:
+        """The owner's part of a flight, without I/O: run the refresher, merge, run the hook.
+
+        Yields a :class:`_Step` (call the refresher, or call the hook with the merged
+        credentials); the sync or async driver performs it and sends back its result
+        or throws its exception in. Returns the new snapshot; raises what the callers
+        of the flight get (errors are raised outside ``except`` blocks, so no
+        secret-bearing ``__context__`` rides along).
+        """
         started = time.perf_counter()
-        base = flight.base
+        error: BaseException | None = None
         try:
-            returned = await call_async(
-                self._refresher,
-                time_limit=self._refresh_timeout,
-                on_late=functools.partial(self._late_result, flight),
-                **self._refresher_kwargs(base),
+            returned = yield _Step(hook=False)
+            snapshot, committed = self._control.commit(
+                flight, self._check_result(returned, flight.base)
             )
-            snapshot, committed = self._control.commit(flight, self._check_result(returned, base))
         except BaseException as exc:
-            error: BaseException | None = self._fail(flight, exc, reason)
+            error = self._fail(flight, exc, reason)
             if error is exc:
                 raise
-        else:
-            error = None
-        if error is not None:  # raised outside the except block: no secret-bearing __context__
+        if error is not None:
             raise error
         if committed and self._on_refresh is not None:
             try:
-                await call_async(
-                    self._on_refresh, dict(snapshot.credentials), time_limit=self._refresh_timeout
-                )
+                yield _Step(hook=True, credentials=dict(snapshot.credentials))
             except BaseException as exc:  # noqa: BLE001 - re-raised below, translated
-                hook_error: BaseException | None = self._hook_failed(flight, snapshot, exc)
-            else:
-                hook_error = None
-            if hook_error is not None:  # raised outside the except block: no __context__
-                raise hook_error
+                error = self._hook_failed(flight, snapshot, exc)
+            if error is not None:
+                raise error
         self._succeed(flight, snapshot, reason, started)
         return snapshot
 
