@@ -17,6 +17,7 @@ from ._exceptions import (
 )
 from ._flight import RefreshStats
 from ._oauth2 import ClientCredentialsRefresh, OAuth2Refresh
+from ._retry import RetryPolicy, set_testing
 
 __all__ = [
     "ClientCredentialsRefresh",
@@ -27,11 +28,13 @@ __all__ = [
     "RefreshError",
     "RefreshStats",
     "RequestNotReplayable",
+    "RetryPolicy",
     "SpecError",
     "StoreError",
     "bearer",
     "headers",
     "query_param",
+    "set_testing",
 ]
 
 __version__ = "0.1.0"

@@ -18,6 +18,7 @@ from ._credentials import Snapshot, make_snapshot, scrub, secret_values
 from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshError
 from ._flight import Flight, FlightControl, RefreshStats, fresh_copy, translate
 from ._invoke import call_async, call_sync, is_async_callable
+from ._retry import RetryPolicy, retry_async, retry_sync
 
 __all__ = ["RefreshAuth"]
 
@@ -135,13 +136,16 @@ class RefreshAuth(httpx.Auth):
             was rejected again is not refreshed again (DESIGN R11).
         refresh_timeout: seconds an async refresher may run before it is cancelled
             (a sync refresher cannot be interrupted; give it its own timeout).
-            Waiters give up after ``refresh_timeout + 10`` seconds.
+            Waiters give up once every attempt and wait could have run, plus 10 s.
         buffer_body: read every request body into memory first, so that streaming
             bodies can be replayed (otherwise they raise ``RequestNotReplayable``).
         token_key: the credentials key without which there is no usable token, so a
             refresh runs before the first request; ``None`` turns that off.
         origins: if given, only requests to these origins (``"https://api.example.com"``)
             get credentials; others pass through untouched.
+        retry: how one refresh retries transient failures (DESIGN R10); default
+            :class:`RetryPolicy` (3 attempts, 10 s, exponential backoff with jitter,
+            ``Retry-After`` honoured). ``RetryPolicy(attempts=1)`` turns retries off.
         clock: returns the time in epoch seconds (for tests); default ``time.time``.
 
     Raises:
@@ -171,6 +175,7 @@ class RefreshAuth(httpx.Auth):
         buffer_body: bool = False,
         token_key: str | None = "access_token",
         origins: Collection[str] | None = None,
+        retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(credentials, Mapping):
@@ -202,6 +207,13 @@ class RefreshAuth(httpx.Auth):
         self._apply = apply if apply is not None else bearer()
         self._on_refresh = on_refresh
         self._refresh_timeout = float(refresh_timeout)
+        self._retry = retry if retry is not None else RetryPolicy()
+        # The longest a flight may take (every attempt and wait) before waiters give up.
+        self._flight_limit = (
+            self._refresh_timeout * self._retry.attempts
+            + self._retry.wait_max * (self._retry.attempts - 1)
+            + 10.0
+        )
         self._clock = clock
         self._token_key = token_key
         self._origins = frozenset(_origin(origin) for origin in origins) if origins else None
@@ -212,7 +224,7 @@ class RefreshAuth(httpx.Auth):
         self._control = FlightControl(
             make_snapshot(credentials, 0, now=clock()),
             clock,
-            stuck_after=self._refresh_timeout + 10.0,
+            stuck_after=self._flight_limit,
         )
         control = self._control
         self._decisions = _core.Decisions(
@@ -415,7 +427,7 @@ class RefreshAuth(httpx.Auth):
             return got
         flight, owner = got
         if not owner:
-            return self._control.wait_sync(flight, self._refresh_timeout + 10.0)
+            return self._control.wait_sync(flight, self._flight_limit)
         steps = self._own_flight(flight, reason)
         step = next(steps)
         while True:
@@ -424,11 +436,15 @@ class RefreshAuth(httpx.Auth):
                 if step.hook:
                     value = call_sync(self._on_refresh, step.credentials)
                 else:
-                    value = call_sync(
-                        self._refresher,
-                        time_limit=self._refresh_timeout,
-                        on_late=functools.partial(self._late_result, flight),
-                        **self._refresher_kwargs(flight.base),
+                    value = retry_sync(
+                        functools.partial(
+                            call_sync,
+                            self._refresher,
+                            time_limit=self._refresh_timeout,
+                            on_late=functools.partial(self._late_result, flight),
+                            **self._refresher_kwargs(flight.base),
+                        ),
+                        self._retry,
                     )
             except BaseException as exc:  # noqa: BLE001 - handed to the owner steps below
                 failure = exc
@@ -443,7 +459,7 @@ class RefreshAuth(httpx.Auth):
             return got
         flight, owner = got
         if not owner:
-            return await self._control.wait_async(flight, self._refresh_timeout + 10.0)
+            return await self._control.wait_async(flight, self._flight_limit)
         # R7: the exchange runs shielded under its own timeout; its result is kept
         # even if the request that started it is cancelled meanwhile.
         with anyio.CancelScope(shield=True):
@@ -457,11 +473,15 @@ class RefreshAuth(httpx.Auth):
                             self._on_refresh, step.credentials, time_limit=self._refresh_timeout
                         )
                     else:
-                        value = await call_async(
-                            self._refresher,
-                            time_limit=self._refresh_timeout,
-                            on_late=functools.partial(self._late_result, flight),
-                            **self._refresher_kwargs(flight.base),
+                        value = await retry_async(
+                            functools.partial(
+                                call_async,
+                                self._refresher,
+                                time_limit=self._refresh_timeout,
+                                on_late=functools.partial(self._late_result, flight),
+                                **self._refresher_kwargs(flight.base),
+                            ),
+                            self._retry,
                         )
                 except BaseException as exc:  # noqa: BLE001 - handed to the owner steps below
                     failure = exc

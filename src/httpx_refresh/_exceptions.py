@@ -40,6 +40,7 @@ class RefreshError(HttpxRefreshError):
         oauth_error: the RFC 6749 section 5.2 ``error`` code from the token endpoint,
             if it returned one (e.g. ``"invalid_grant"``).
         status_code: the HTTP status of the token endpoint's response, if there was one.
+        retry_after: seconds the token endpoint asked to wait (``Retry-After``), if any.
     """
 
     def __init__(
@@ -49,11 +50,13 @@ class RefreshError(HttpxRefreshError):
         transient: bool = False,
         oauth_error: str | None = None,
         status_code: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.transient = transient
         self.oauth_error = oauth_error
         self.status_code = status_code
+        self.retry_after = retry_after
 
     def __repr__(self) -> str:
         return (

@@ -9,9 +9,11 @@ fields for ``RefreshAuth`` to merge.
 from __future__ import annotations
 
 import base64
+import email.utils
 import json
 import re
 import ssl
+import time
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote_plus
@@ -64,6 +66,23 @@ def _buffered(streamed: httpx.Response, body: bytearray) -> httpx.Response:
     return httpx.Response(
         streamed.status_code, headers=headers, content=bytes(body), request=streamed.request
     )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` (RFC 9110 section 10.2.3) in seconds: delta-seconds or an HTTP-date."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _decode_body(response: httpx.Response) -> Any:
@@ -215,6 +234,7 @@ class _TokenGrant:
             transient=transient,
             oauth_error=oauth_error,
             status_code=status,
+            retry_after=_retry_after(response) if transient else None,
         )
 
     def _transport_error(self, exc: httpx.HTTPError) -> RefreshError:

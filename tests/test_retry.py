@@ -1,0 +1,229 @@
+"""R10 retries: tenacity policy, Retry-After, bounded attempts, no retry of permanent errors."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+import httpx_refresh as hr
+from httpx_refresh._oauth2 import _retry_after
+from httpx_refresh._retry import is_transient
+
+TOKEN_URL = "https://idp.test/token"
+
+
+@pytest.fixture
+def no_waits() -> Iterator[None]:
+    """Backoff waits off for one test (the documented switch), back on afterwards."""
+    hr.set_testing(True)
+    yield
+    hr.set_testing(False)
+
+
+class TokenEndpoint:
+    """A MockTransport token endpoint answering from a script, counting calls."""
+
+    def __init__(self, *answers: httpx.Response) -> None:
+        self.answers = list(answers)
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            self.calls += 1
+            index = min(self.calls, len(self.answers)) - 1
+        return self.answers[index]
+
+
+def ok(token: str = "A2") -> httpx.Response:
+    return httpx.Response(200, json={"access_token": token, "refresh_token": "R2"})
+
+
+def api(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200 if request.headers["Authorization"] == "Bearer A2" else 401)
+
+
+def make_auth(endpoint: TokenEndpoint, **kwargs: Any) -> hr.RefreshAuth:
+    grant = hr.OAuth2Refresh(
+        TOKEN_URL,
+        client_id="c",
+        client_secret="s",
+        transport=httpx.MockTransport(endpoint),
+        async_transport=httpx.MockTransport(endpoint),
+    )
+    return hr.RefreshAuth({"access_token": "A1", "refresh_token": "R1"}, grant, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (hr.RefreshError("x", transient=True), True),
+        (hr.RefreshError("x"), False),
+        (hr.ReauthorizationRequired("x"), False),
+        (httpx.ConnectError("x"), True),
+        (httpx.ReadTimeout("x"), True),
+        (TimeoutError(), True),
+        (ValueError("x"), False),
+    ],
+)
+def test_R10_transient_classification(error: BaseException, transient: bool) -> None:
+    """R10: which failures may succeed when tried again."""
+    assert is_transient(error) is transient
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"attempts": 0}, "attempts"),
+        ({"timeout": -1}, "timeout"),
+        ({"wait_max": float("inf")}, "wait_max"),
+        ({"wait_jitter": float("nan")}, "wait_jitter"),
+    ],
+)
+def test_R10_bad_retry_policy_is_rejected(kwargs: dict[str, Any], name: str) -> None:
+    """Bad input: a clear ValueError naming the option."""
+    with pytest.raises(ValueError, match=name):
+        hr.RetryPolicy(**kwargs)
+
+
+def test_R10_retry_after_header_parsing() -> None:
+    """RFC 9110 10.2.3: delta-seconds or an HTTP-date; anything else is ignored."""
+    future = email.utils.formatdate(time.time() + 30, usegmt=True)
+    cases = {"7": 7.0, "garbage": None, "-3": None}
+    for value, expected in cases.items():
+        assert _retry_after(httpx.Response(503, headers={"Retry-After": value})) == expected
+    assert 25 <= (_retry_after(httpx.Response(503, headers={"Retry-After": future})) or 0) <= 31
+    assert _retry_after(httpx.Response(503)) is None
+
+
+def test_R10_sync_endpoint_failing_twice_then_recovering(no_waits: None) -> None:
+    """R10: 503, 503, then 200: one flight of exactly 3 token calls; 16 threads all succeed."""
+    endpoint = TokenEndpoint(httpx.Response(503), httpx.Response(503), ok())
+    auth = make_auth(endpoint)
+    results: list[int] = []
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
+        threads = [
+            threading.Thread(
+                target=lambda: results.append(client.get("http://api.test/").status_code)
+            )
+            for _ in range(16)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    assert results == [200] * 16
+    assert endpoint.calls == 3
+    assert auth.stats.refreshes == 1
+    assert auth.credentials["refresh_token"] == "R2"
+
+
+@pytest.mark.anyio
+async def test_R10_async_endpoint_failing_twice_then_recovering(no_waits: None) -> None:
+    """R10: 500, 429, then 200: one flight of exactly 3 token calls; 100 tasks all succeed."""
+    endpoint = TokenEndpoint(httpx.Response(500), httpx.Response(429), ok())
+    auth = make_auth(endpoint)
+    results: list[int] = []
+    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+
+        async def get() -> None:
+            results.append((await client.get("http://api.test/")).status_code)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for _ in range(100):
+                    tg.start_soon(get)
+    assert results == [200] * 100
+    assert endpoint.calls == 3
+    assert auth.stats.refreshes == 1
+
+
+@pytest.mark.anyio
+async def test_R10_attempts_are_bounded_and_every_waiter_gets_the_same_error(
+    no_waits: None,
+) -> None:
+    """R10: an endpoint that stays down: exactly ``attempts`` calls, then every one of the
+    50 waiters gets the same transient RefreshError; credentials unchanged; a later request
+    (endpoint back) recovers."""
+    endpoint = TokenEndpoint(httpx.Response(503))
+    auth = make_auth(endpoint, retry=hr.RetryPolicy(attempts=4))
+    errors: list[hr.RefreshError] = []
+    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+
+        async def get() -> None:
+            try:
+                await client.get("http://api.test/")
+            except hr.RefreshError as exc:
+                errors.append(exc)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for _ in range(50):
+                    tg.start_soon(get)
+        assert endpoint.calls == 4
+        assert len(errors) == 50
+        assert {(type(e), str(e), e.transient, e.status_code) for e in errors} == {
+            (hr.RefreshError, "token endpoint answered 503", True, 503)
+        }
+        assert dict(auth.credentials) == {"access_token": "A1", "refresh_token": "R1"}
+        endpoint.answers = [ok()]
+        assert (await client.get("http://api.test/")).status_code == 200
+    assert endpoint.calls == 5
+
+
+def test_R10_permanent_errors_are_not_retried(no_waits: None) -> None:
+    """R10: 400 invalid_grant is permanent: exactly 1 token call, ReauthorizationRequired."""
+    endpoint = TokenEndpoint(httpx.Response(400, json={"error": "invalid_grant"}))
+    auth = make_auth(endpoint)
+    with (
+        httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client,
+        pytest.raises(hr.ReauthorizationRequired),
+    ):
+        client.get("http://api.test/")
+    assert endpoint.calls == 1
+
+
+@pytest.mark.anyio
+async def test_R10_retry_after_is_honoured_up_to_the_cap(caplog: pytest.LogCaptureFixture) -> None:
+    """R10 + R15: the wait before the next attempt is the server's Retry-After (here 0.2 s),
+    capped at ``wait_max`` (a Retry-After of 3600 waits 0.3 s); each retry logs a WARNING."""
+    caplog.set_level(logging.WARNING, logger="httpx_refresh")
+    endpoint = TokenEndpoint(
+        httpx.Response(503, headers={"Retry-After": "0"}),
+        httpx.Response(429, headers={"Retry-After": "3600"}),
+        ok(),
+    )
+    auth = make_auth(endpoint, retry=hr.RetryPolicy(wait_max=0.3, wait_initial=5.0))
+    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+        with anyio.fail_after(5):
+            assert (await client.get("http://api.test/")).status_code == 200
+    waits = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert waits == [
+        "refresh attempt 1 failed (RefreshError); retrying in 0.00 s",
+        "refresh attempt 2 failed (RefreshError); retrying in 0.30 s",
+    ]
+    assert endpoint.calls == 3
+
+
+def test_R10_set_testing_removes_the_waits() -> None:
+    """The documented switch: with ``set_testing(True)`` a policy that would wait 100 s
+    between attempts finishes at once (attempts still happen)."""
+    endpoint = TokenEndpoint(httpx.Response(503), ok())
+    auth = make_auth(endpoint, retry=hr.RetryPolicy(wait_initial=100.0, wait_max=100.0))
+    hr.set_testing(True)
+    try:
+        started = time.monotonic()
+        with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
+            assert client.get("http://api.test/").status_code == 200
+        assert time.monotonic() - started < 50  # far below the 100 s wait it skipped
+    finally:
+        hr.set_testing(False)
+    assert endpoint.calls == 2
