@@ -151,10 +151,12 @@ async def test_R10_attempts_are_bounded_and_every_waiter_gets_the_same_error(
     no_waits: None,
 ) -> None:
     """R10: an endpoint that stays down: exactly ``attempts`` calls, then every one of the
-    50 waiters gets the same transient RefreshError; credentials unchanged; a later request
-    (endpoint back) recovers."""
+    50 waiters gets the same transient RefreshError; credentials unchanged; during the
+    cooldown 20 more requests fail at once without a token call; after it (endpoint back)
+    one request recovers with exactly one more call."""
+    now = [1_000_000.0]
     endpoint = TokenEndpoint(httpx.Response(503))
-    auth = make_auth(endpoint, retry=hr.RetryPolicy(attempts=4))
+    auth = make_auth(endpoint, retry=hr.RetryPolicy(attempts=4, cooldown=5.0), clock=lambda: now[0])
     errors: list[hr.RefreshError] = []
     async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
 
@@ -174,7 +176,15 @@ async def test_R10_attempts_are_bounded_and_every_waiter_gets_the_same_error(
             (hr.RefreshError, "token endpoint answered 503", True, 503)
         }
         assert dict(auth.credentials) == {"access_token": "A1", "refresh_token": "R1"}
+        errors.clear()
         endpoint.answers = [ok()]
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for _ in range(20):
+                    tg.start_soon(get)
+        assert len(errors) == 20
+        assert endpoint.calls == 4  # cooling down: no new flight
+        now[0] += 5.0
         assert (await client.get("http://api.test/")).status_code == 200
     assert endpoint.calls == 5
 
@@ -227,3 +237,65 @@ def test_R10_set_testing_removes_the_waits() -> None:
     finally:
         hr.set_testing(False)
     assert endpoint.calls == 2
+
+
+def test_R10_cooldown_serves_a_still_valid_token_and_honours_retry_after(no_waits: None) -> None:
+    """R10: a failed proactive refresh falls back to the still-valid token (the request
+    succeeds); requests inside the leeway keep going with it (no token call) until the
+    cooldown, lengthened by Retry-After (20 s), ends; an expired token fails fast with the
+    last error instead."""
+    now = [1_000_000.0]
+    endpoint = TokenEndpoint(httpx.Response(503, headers={"Retry-After": "20"}))
+    grant = hr.OAuth2Refresh(TOKEN_URL, client_id="c", transport=httpx.MockTransport(endpoint))
+    auth = hr.RefreshAuth(
+        {"access_token": "A2", "refresh_token": "R1", "expires_at": now[0] + 25},
+        grant,
+        leeway=30,
+        retry=hr.RetryPolicy(attempts=1, cooldown=5.0),
+        clock=lambda: now[0],
+    )
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
+        # The proactive refresh fails; the token is still valid, so the request goes out.
+        assert client.get("http://api.test/").status_code == 200
+        assert endpoint.calls == 1
+        for _ in range(5):
+            now[0] += 3.0  # 15 s: past the 5 s cooldown, inside Retry-After's 20 s
+            assert client.get("http://api.test/").status_code == 200
+        assert endpoint.calls == 1
+        now[0] += 15.0  # expired now, cooldown over: one new refresh attempt
+        with pytest.raises(hr.RefreshError):
+            client.get("http://api.test/")
+        assert endpoint.calls == 2
+        with pytest.raises(hr.RefreshError, match="503"):  # expired + cooling: fail fast
+            client.get("http://api.test/")
+        assert endpoint.calls == 2
+
+
+@pytest.mark.anyio
+async def test_R10_failed_proactive_refresh_falls_back_for_every_waiter(no_waits: None) -> None:
+    """R10: 40 tasks inside the leeway of a still-valid token; the one refresh fails
+    transiently (2 attempts): all 40 requests go out with the valid token and succeed,
+    and the token endpoint saw exactly 2 calls."""
+    endpoint = TokenEndpoint(httpx.Response(500))
+    grant = hr.OAuth2Refresh(
+        TOKEN_URL, client_id="c", async_transport=httpx.MockTransport(endpoint)
+    )
+    auth = hr.RefreshAuth(
+        {"access_token": "A2", "refresh_token": "R1", "expires_at": time.time() + 20},
+        grant,
+        leeway=30,
+        retry=hr.RetryPolicy(attempts=2),
+    )
+    results: list[int] = []
+    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+
+        async def get() -> None:
+            results.append((await client.get("http://api.test/")).status_code)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for _ in range(40):
+                    tg.start_soon(get)
+    assert results == [200] * 40
+    assert endpoint.calls == 2
+    assert auth.credentials["refresh_token"] == "R1"

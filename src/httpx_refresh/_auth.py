@@ -225,6 +225,7 @@ class RefreshAuth(httpx.Auth):
             make_snapshot(credentials, 0, now=clock()),
             clock,
             stuck_after=self._flight_limit,
+            cooldown=self._retry.cooldown,
         )
         control = self._control
         self._decisions = _core.Decisions(
@@ -421,7 +422,59 @@ class RefreshAuth(httpx.Auth):
                 raise ReauthorizationRequired(f"the refresh left no usable {key!r}")
         return returned
 
+    def _still_valid(self, base_version: int, reason: str) -> Snapshot | None:
+        """R10: the current snapshot if a proactive refresh may fall back to it (its token
+        is inside the leeway but not expired), else None."""
+        snapshot = self._control.snapshot
+        if reason != "proactive" or snapshot.version != base_version:
+            return None
+        key = self._token_key
+        if key is not None and not snapshot.credentials.get(key):
+            return None
+        expires_at = snapshot.expires_at
+        return snapshot if expires_at is None or self._clock() < expires_at else None
+
+    def _cooling_down(self, base_version: int, reason: str) -> Snapshot | None:
+        """R10: during a cooldown, serve a still-valid token, or fail fast with the last error."""
+        error = self._control.cooling(base_version)
+        if error is None:
+            return None
+        snapshot = self._still_valid(base_version, reason)
+        if snapshot is None:
+            raise fresh_copy(error)
+        return snapshot
+
+    def _fall_back(self, base_version: int, reason: str, error: RefreshError) -> Snapshot:
+        """A failed transient proactive refresh: keep sending with the still-valid token."""
+        snapshot = self._still_valid(base_version, reason)
+        if snapshot is None or isinstance(error, ReauthorizationRequired) or not error.transient:
+            raise error
+        logger.warning(
+            "proactive refresh of version %d failed (%s); the current token is still valid "
+            "and stays in use",
+            base_version,
+            type(error).__name__,
+        )
+        return snapshot
+
     def _refresh_sync(self, base_version: int, reason: str) -> Snapshot:
+        try:
+            return self._refresh_sync_flight(base_version, reason)
+        except RefreshError as exc:
+            error = exc
+        return self._fall_back(base_version, reason, error)
+
+    async def _refresh_async(self, base_version: int, reason: str) -> Snapshot:
+        try:
+            return await self._refresh_async_flight(base_version, reason)
+        except RefreshError as exc:
+            error = exc
+        return self._fall_back(base_version, reason, error)
+
+    def _refresh_sync_flight(self, base_version: int, reason: str) -> Snapshot:
+        cooled = self._cooling_down(base_version, reason)
+        if cooled is not None:
+            return cooled
         got = self._control.begin(base_version)
         if isinstance(got, Snapshot):
             return got
@@ -453,7 +506,10 @@ class RefreshAuth(httpx.Auth):
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
 
-    async def _refresh_async(self, base_version: int, reason: str) -> Snapshot:
+    async def _refresh_async_flight(self, base_version: int, reason: str) -> Snapshot:
+        cooled = self._cooling_down(base_version, reason)
+        if cooled is not None:
+            return cooled
         got = self._control.begin(base_version)
         if isinstance(got, Snapshot):
             return got

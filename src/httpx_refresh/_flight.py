@@ -126,13 +126,24 @@ class FlightControl:
         stuck_after: seconds after which a flight that has not finished (a refresher
             that hangs and ignores its timeout) is abandoned: the next request that
             needs a refresh starts a new flight instead of waiting on it.
+        cooldown: seconds after a flight failed transiently during which no new flight
+            starts for the same version (``Retry-After`` lengthens it, up to 60 s).
     """
 
     def __init__(
-        self, snapshot: Snapshot, clock: Callable[[], float], *, stuck_after: float = math.inf
+        self,
+        snapshot: Snapshot,
+        clock: Callable[[], float],
+        *,
+        stuck_after: float = math.inf,
+        cooldown: float = 0.0,
     ) -> None:
         self.snapshot = snapshot
         self._stuck_after = stuck_after
+        self._cooldown = cooldown
+        # (version, until epoch s, error): after a transient failure, no new flight for
+        # that version until then (DESIGN R10: one flight per backoff period).
+        self._cooling: tuple[int, float, RefreshError] | None = None
         self.dead: ReauthorizationRequired | None = None
         self._clock = clock
         self._mutex = threading.Lock()
@@ -201,10 +212,19 @@ class FlightControl:
             flight.error = error
             if error is not None:
                 self._failures += 1
-                if isinstance(error, ReauthorizationRequired) and (
-                    self.snapshot.version == flight.base.version
-                ):
+                current = self.snapshot.version == flight.base.version
+                if isinstance(error, ReauthorizationRequired) and current:
                     self.dead = error
+                elif (
+                    isinstance(error, RefreshError)
+                    and error.transient
+                    and current
+                    and self._cooldown > 0
+                ):
+                    wait = max(self._cooldown, min(error.retry_after or 0.0, 60.0))
+                    self._cooling = (flight.base.version, self._clock() + wait, error)
+            elif result is not None:
+                self._cooling = None
             if self._flight is flight:
                 self._flight = None
             wakers, flight._wakers = flight._wakers, None
@@ -219,8 +239,16 @@ class FlightControl:
             snapshot = make_snapshot(credentials, self.snapshot.version + 1, now=now)
             self.snapshot = snapshot
             self.dead = None
+            self._cooling = None
             self._flight = None  # a flight still running will not commit (version moved)
             return snapshot
+
+    def cooling(self, base_version: int) -> RefreshError | None:
+        """R10: the last transient error if ``base_version`` is still cooling down, else None."""
+        cooling = self._cooling  # one attribute read: no lock needed
+        if cooling is not None and cooling[0] == base_version and self._clock() < cooling[1]:
+            return cooling[2]
+        return None
 
     def note_replay(self) -> None:
         """Count one replay."""

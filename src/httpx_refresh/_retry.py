@@ -51,6 +51,10 @@ class RetryPolicy:
         wait_initial: seconds before the second attempt (then doubling).
         wait_max: seconds; the cap of one wait, ``Retry-After`` included.
         wait_jitter: seconds; a random amount up to this is added to each wait.
+        cooldown: seconds after a refresh failed transiently (all its attempts spent)
+            during which no new refresh starts: requests that need one fail at once
+            with the same error, or go out with the current token while it is still
+            valid. ``Retry-After`` lengthens it, up to 60 s. 0 turns it off.
 
     Raises:
         ValueError: ``attempts`` < 1 or a negative duration.
@@ -61,11 +65,12 @@ class RetryPolicy:
     wait_initial: float = 0.5
     wait_max: float = 5.0
     wait_jitter: float = 0.5
+    cooldown: float = 5.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.attempts, int) or self.attempts < 1:
             raise ValueError(f"attempts must be an int >= 1, got {self.attempts!r}")
-        for name in ("timeout", "wait_initial", "wait_max", "wait_jitter"):
+        for name in ("timeout", "wait_initial", "wait_max", "wait_jitter", "cooldown"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
                 raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
