@@ -202,25 +202,56 @@ def test_R10_permanent_errors_are_not_retried(no_waits: None) -> None:
 
 
 @pytest.mark.anyio
-async def test_R10_retry_after_is_honoured_up_to_the_cap(caplog: pytest.LogCaptureFixture) -> None:
-    """R10 + R15: the wait before the next attempt is the server's Retry-After (here 0.2 s),
-    capped at ``wait_max`` (a Retry-After of 3600 waits 0.3 s); each retry logs a WARNING."""
+async def test_R10_retry_after_is_honoured(caplog: pytest.LogCaptureFixture) -> None:
+    """R10 + R15: the wait before the next attempt is the server's Retry-After (0 s here);
+    a Retry-After longer than ``wait_max`` (3600 s) is not cut short by a retry: the refresh
+    fails and the cooldown honours it up to 60 s (no token call for 59 s; one after 60 s).
+    Each retry logs a WARNING."""
     caplog.set_level(logging.WARNING, logger="httpx_refresh")
+    now = [1_000_000.0]
     endpoint = TokenEndpoint(
         httpx.Response(503, headers={"Retry-After": "0"}),
         httpx.Response(429, headers={"Retry-After": "3600"}),
         ok(),
     )
-    auth = make_auth(endpoint, retry=hr.RetryPolicy(wait_max=0.3, wait_initial=5.0))
+    auth = make_auth(
+        endpoint, retry=hr.RetryPolicy(wait_max=0.3, wait_initial=5.0), clock=lambda: now[0]
+    )
     async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
         with anyio.fail_after(5):
+            with pytest.raises(hr.RefreshError) as caught:
+                await client.get("http://api.test/")
+            assert caught.value.retry_after == 3600
+            assert endpoint.calls == 2
+            now[0] += 59
+            with pytest.raises(hr.RefreshError):
+                await client.get("http://api.test/")
+            assert endpoint.calls == 2
+            now[0] += 1
             assert (await client.get("http://api.test/")).status_code == 200
     waits = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
-    assert waits == [
-        "refresh attempt 1 failed (RefreshError); retrying in 0.00 s",
-        "refresh attempt 2 failed (RefreshError); retrying in 0.30 s",
-    ]
+    assert waits == ["refresh attempt 1 failed (RefreshError); retrying in 0.00 s"]
     assert endpoint.calls == 3
+
+
+@pytest.mark.anyio
+async def test_R10_retry_stops_before_the_time_budget_is_spent(no_waits: None) -> None:
+    """R10: no new attempt starts once ``timeout`` seconds have passed since the first
+    (a slow endpoint: each attempt takes 0.3 s, budget 0.5 s, 10 attempts allowed)."""
+    calls: list[float] = []
+
+    async def slow(**_: Any) -> dict[str, Any]:
+        calls.append(time.monotonic())
+        await anyio.sleep(0.3)
+        raise hr.RefreshError("down", transient=True)
+
+    auth = hr.RefreshAuth(
+        {"access_token": "A1"}, slow, retry=hr.RetryPolicy(attempts=10, timeout=0.5)
+    )
+    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+        with anyio.fail_after(5), pytest.raises(hr.RefreshError):
+            await client.get("http://api.test/")
+    assert len(calls) == 2
 
 
 def test_R10_set_testing_removes_the_waits() -> None:
@@ -299,3 +330,91 @@ async def test_R10_failed_proactive_refresh_falls_back_for_every_waiter(no_waits
     assert results == [200] * 40
     assert endpoint.calls == 2
     assert auth.credentials["refresh_token"] == "R1"
+
+
+def test_R7_native_asyncio_cancellation_of_the_owner_keeps_the_rotated_token() -> None:
+    """R7 (asyncio): the owner is cancelled natively (``task.cancel()``, as
+    ``asyncio.wait_for`` / ``asyncio.timeout`` do, which anyio's shield does not stop)
+    while the token exchange runs: the exchange still completes, the rotated refresh
+    token is merged, the waiters get 200, and no cooldown is left behind."""
+    import asyncio
+
+    async def main() -> None:
+        started = asyncio.Event()
+        release = asyncio.Event()
+        calls: list[int] = []
+
+        async def rotate(**_: Any) -> dict[str, Any]:
+            calls.append(1)
+            started.set()
+            await release.wait()
+            return {"access_token": "A2", "refresh_token": "R2"}
+
+        auth = hr.RefreshAuth({"access_token": "A1", "refresh_token": "R1"}, rotate)
+        async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+            owner = asyncio.create_task(client.get("http://api.test/owner"))
+            await asyncio.wait_for(started.wait(), 5)
+            waiters = [asyncio.create_task(client.get("http://api.test/w")) for _ in range(10)]
+            await asyncio.sleep(0)  # let the waiters join the flight
+            owner.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await owner
+            release.set()
+            responses = await asyncio.wait_for(asyncio.gather(*waiters), 5)
+            assert [r.status_code for r in responses] == [200] * 10
+            assert auth.credentials["refresh_token"] == "R2"
+            assert (await client.get("http://api.test/later")).status_code == 200
+        assert calls == [1]
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("failure", "calls"),
+    [
+        (httpx.ReadTimeout("lost"), 1),  # may have been processed: a rotated token
+        (httpx.RemoteProtocolError("lost"), 1),
+        (httpx.ConnectError("refused"), 3),  # never reached the server: safe to retry
+    ],
+)
+def test_R10_refresh_token_grant_is_not_retried_when_the_request_may_have_arrived(
+    no_waits: None, failure: Exception, calls: int
+) -> None:
+    """R10 + R7: a refresh_token request whose response was lost after it was sent is not
+    retried within the flight (the server may have rotated the token already); a
+    connection that never opened is."""
+    seen: list[int] = []
+
+    def endpoint(request: httpx.Request) -> httpx.Response:
+        seen.append(1)
+        raise failure
+
+    grant = hr.OAuth2Refresh(TOKEN_URL, client_id="c", transport=httpx.MockTransport(endpoint))
+    auth = hr.RefreshAuth({"access_token": "A1", "refresh_token": "R1"}, grant)
+    with (
+        httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client,
+        pytest.raises(hr.RefreshError) as caught,
+    ):
+        client.get("http://api.test/")
+    assert caught.value.transient
+    assert len(seen) == calls
+
+
+def test_R10_raise_for_status_503_in_a_custom_refresher_is_transient(no_waits: None) -> None:
+    """R10: a custom refresher's ``raise_for_status()`` on 503 is a transient failure: it is
+    retried (3 attempts) and then cools down instead of storming the endpoint."""
+    seen: list[int] = []
+
+    def custom(**_: Any) -> dict[str, Any]:
+        seen.append(1)
+        request = httpx.Request("POST", TOKEN_URL)
+        httpx.Response(503, request=request).raise_for_status()
+        return {}
+
+    auth = hr.RefreshAuth({"access_token": "A1"}, custom)
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
+        for _ in range(5):
+            with pytest.raises(hr.RefreshError) as caught:
+                client.get("http://api.test/")
+            assert caught.value.transient
+    assert len(seen) == 3

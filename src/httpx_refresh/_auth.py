@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 
 from . import _core
@@ -26,6 +28,12 @@ logger = logging.getLogger("httpx_refresh")
 
 Refresher = Callable[..., Any]
 Hook = Callable[[dict[str, Any]], Any]
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a flight task's outcome as seen (its caller may be gone)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _always() -> bool:
@@ -434,14 +442,11 @@ class RefreshAuth(httpx.Auth):
         expires_at = snapshot.expires_at
         return snapshot if expires_at is None or self._clock() < expires_at else None
 
-    def _cooling_down(self, base_version: int, reason: str) -> Snapshot | None:
+    def _cooled(self, base_version: int, reason: str, error: RefreshError) -> Snapshot:
         """R10: during a cooldown, serve a still-valid token, or fail fast with the last error."""
-        error = self._control.cooling(base_version)
-        if error is None:
-            return None
         snapshot = self._still_valid(base_version, reason)
         if snapshot is None:
-            raise fresh_copy(error)
+            raise error
         return snapshot
 
     def _fall_back(self, base_version: int, reason: str, error: RefreshError) -> Snapshot:
@@ -472,10 +477,9 @@ class RefreshAuth(httpx.Auth):
         return self._fall_back(base_version, reason, error)
 
     def _refresh_sync_flight(self, base_version: int, reason: str) -> Snapshot:
-        cooled = self._cooling_down(base_version, reason)
-        if cooled is not None:
-            return cooled
         got = self._control.begin(base_version)
+        if isinstance(got, RefreshError):
+            return self._cooled(base_version, reason, got)
         if isinstance(got, Snapshot):
             return got
         flight, owner = got
@@ -507,46 +511,54 @@ class RefreshAuth(httpx.Auth):
                 return done.value  # type: ignore[no-any-return]
 
     async def _refresh_async_flight(self, base_version: int, reason: str) -> Snapshot:
-        cooled = self._cooling_down(base_version, reason)
-        if cooled is not None:
-            return cooled
         got = self._control.begin(base_version)
+        if isinstance(got, RefreshError):
+            return self._cooled(base_version, reason, got)
         if isinstance(got, Snapshot):
             return got
         flight, owner = got
         if not owner:
             return await self._control.wait_async(flight, self._flight_limit)
-        # R7: the exchange runs shielded under its own timeout; its result is kept
-        # even if the request that started it is cancelled meanwhile.
+        # R7: the exchange runs to completion under its own timeout, and its result is
+        # kept, even if the request that started it is cancelled meanwhile. On asyncio a
+        # native cancellation (task.cancel(), asyncio.timeout) goes through anyio's
+        # shield, so the flight runs in a task of its own behind asyncio.shield.
+        loop = anyio.lowlevel.current_token().native_token
+        if isinstance(loop, asyncio.AbstractEventLoop):
+            task = loop.create_task(self._run_flight_async(flight, reason))
+            task.add_done_callback(_retrieve)
+            return await asyncio.shield(task)
         with anyio.CancelScope(shield=True):
-            steps = self._own_flight(flight, reason)
-            step = next(steps)
-            while True:
-                failure: BaseException | None = None
-                try:
-                    if step.hook:
-                        value = await call_async(
-                            self._on_refresh, step.credentials, time_limit=self._refresh_timeout
-                        )
-                    else:
-                        value = await retry_async(
-                            functools.partial(
-                                call_async,
-                                self._refresher,
-                                time_limit=self._refresh_timeout,
-                                on_late=functools.partial(self._late_result, flight),
-                                **self._refresher_kwargs(flight.base),
-                            ),
-                            self._retry,
-                        )
-                except BaseException as exc:  # noqa: BLE001 - handed to the owner steps below
-                    failure = exc
-                try:
-                    step = steps.send(value) if failure is None else steps.throw(failure)
-                except StopIteration as done:
-                    snapshot: Snapshot = done.value
-                    break
+            snapshot = await self._run_flight_async(flight, reason)
         return snapshot
+
+    async def _run_flight_async(self, flight: Flight, reason: str) -> Snapshot:
+        steps = self._own_flight(flight, reason)
+        step = next(steps)
+        while True:
+            failure: BaseException | None = None
+            try:
+                if step.hook:
+                    value = await call_async(
+                        self._on_refresh, step.credentials, time_limit=self._refresh_timeout
+                    )
+                else:
+                    value = await retry_async(
+                        functools.partial(
+                            call_async,
+                            self._refresher,
+                            time_limit=self._refresh_timeout,
+                            on_late=functools.partial(self._late_result, flight),
+                            **self._refresher_kwargs(flight.base),
+                        ),
+                        self._retry,
+                    )
+            except BaseException as exc:  # noqa: BLE001 - handed to the owner steps below
+                failure = exc
+            try:
+                step = steps.send(value) if failure is None else steps.throw(failure)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
     def _own_flight(self, flight: Flight, reason: str) -> Generator[_Step, Any, Snapshot]:
         """The owner's part of a flight, without I/O: run the refresher, merge, run the hook.
@@ -621,6 +633,7 @@ class RefreshAuth(httpx.Auth):
                 flight,
                 None,
                 RefreshError(f"refresh interrupted ({type(exc).__name__})", transient=True),
+                cool=False,
             )
         if isinstance(error, ReauthorizationRequired):
             logger.error(
@@ -661,6 +674,7 @@ class RefreshAuth(httpx.Auth):
             error
             if isinstance(error, Exception)
             else RefreshError(f"on_refresh hook interrupted ({type(exc).__name__})"),
+            cool=False,
         )
         logger.error(
             "on_refresh hook raised %s; credentials version %d are kept in memory",

@@ -41,6 +41,9 @@ class RefreshError(HttpxRefreshError):
             if it returned one (e.g. ``"invalid_grant"``).
         status_code: the HTTP status of the token endpoint's response, if there was one.
         retry_after: seconds the token endpoint asked to wait (``Retry-After``), if any.
+        no_retry: the request may have been processed (e.g. the response was lost after
+            a single-use refresh token went out), so the refresh must not try again at
+            once; it still counts as transient for the cooldown.
     """
 
     def __init__(
@@ -51,12 +54,14 @@ class RefreshError(HttpxRefreshError):
         oauth_error: str | None = None,
         status_code: int | None = None,
         retry_after: float | None = None,
+        no_retry: bool = False,
     ) -> None:
         super().__init__(message)
         self.transient = transient
         self.oauth_error = oauth_error
         self.status_code = status_code
         self.retry_after = retry_after
+        self.no_retry = no_retry
 
     def __repr__(self) -> str:
         return (

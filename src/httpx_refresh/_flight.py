@@ -30,8 +30,9 @@ from typing import Any, TypeVar
 import anyio
 import anyio.lowlevel
 
-from ._credentials import Snapshot, make_snapshot, merge_credentials
+from ._credentials import Snapshot, make_snapshot, merge_credentials, scrub
 from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshError
+from ._retry import is_transient
 
 __all__ = ["Flight", "FlightControl", "RefreshStats", "fresh_copy", "translate"]
 
@@ -155,12 +156,14 @@ class FlightControl:
 
     # -- bookkeeping (mutex held briefly, never across a wait) -------------------
 
-    def begin(self, base_version: int) -> Snapshot | tuple[Flight, bool]:
+    def begin(self, base_version: int) -> Snapshot | tuple[Flight, bool] | RefreshError:
         """Join or start the flight that replaces ``base_version``.
 
         Returns:
             The current snapshot if it is already newer than ``base_version`` (no
-            refresh needed), else ``(flight, is_owner)``.
+            refresh needed); a copy of the last error if ``base_version`` is cooling
+            down after a transient failure (R10: no new flight yet); else
+            ``(flight, is_owner)``.
 
         Raises:
             ReauthorizationRequired: the grant is dead (fail fast, DESIGN R10).
@@ -173,6 +176,11 @@ class FlightControl:
                 self._deduplicated += 1
                 return snapshot
             flight = self._flight
+            cooling = self._cooling
+            if flight is None and cooling is not None and cooling[0] == base_version:
+                if self._clock() < cooling[1]:
+                    return fresh_copy(cooling[2])
+                self._cooling = None
             if flight is not None and time.monotonic() - flight.started > self._stuck_after:
                 logger.warning(
                     "a refresh of version %d has run for over %g s; starting a new one",
@@ -205,8 +213,19 @@ class FlightControl:
             self.snapshot = snapshot
             return snapshot, True
 
-    def finish(self, flight: Flight, result: Snapshot | None, error: BaseException | None) -> None:
-        """Complete ``flight`` and wake all its waiters, in every thread and loop."""
+    def finish(
+        self,
+        flight: Flight,
+        result: Snapshot | None,
+        error: BaseException | None,
+        *,
+        cool: bool = True,
+    ) -> None:
+        """Complete ``flight`` and wake all its waiters, in every thread and loop.
+
+        A transient error starts the cooldown unless ``cool`` is false (an interrupted
+        flight says nothing about the token endpoint).
+        """
         with self._mutex:
             flight.result = result
             flight.error = error
@@ -219,6 +238,7 @@ class FlightControl:
                     isinstance(error, RefreshError)
                     and error.transient
                     and current
+                    and cool
                     and self._cooldown > 0
                 ):
                     wait = max(self._cooldown, min(error.retry_after or 0.0, 60.0))
@@ -242,13 +262,6 @@ class FlightControl:
             self._cooling = None
             self._flight = None  # a flight still running will not commit (version moved)
             return snapshot
-
-    def cooling(self, base_version: int) -> RefreshError | None:
-        """R10: the last transient error if ``base_version`` is still cooling down, else None."""
-        cooling = self._cooling  # one attribute read: no lock needed
-        if cooling is not None and cooling[0] == base_version and self._clock() < cooling[1]:
-            return cooling[2]
-        return None
 
     def note_replay(self) -> None:
         """Count one replay."""
@@ -308,10 +321,8 @@ def translate(exc: BaseException, secrets: list[str]) -> BaseException:
     """
     if isinstance(exc, HttpxRefreshError) or not isinstance(exc, Exception):
         return exc
-    from ._credentials import scrub
-
     kind = type(exc).__name__
-    transient = _is_transport_error(exc) or isinstance(exc, TimeoutError)
+    transient = is_transient(exc)
     detail = scrub(str(exc), secrets)
     message = f"refresher raised {kind}" + (f": {detail}" if detail else "")
     error = RefreshError(message, transient=transient)
@@ -320,10 +331,3 @@ def translate(exc: BaseException, secrets: list[str]) -> BaseException:
     error.__cause__ = exc if detail == str(exc) else None
     error.__suppress_context__ = True
     return error
-
-
-def _is_transport_error(exc: BaseException) -> bool:
-    for cls in type(exc).__mro__:
-        if cls.__name__ == "TransportError" and cls.__module__.split(".")[0] in {"httpx", "httpx2"}:
-            return True
-    return False

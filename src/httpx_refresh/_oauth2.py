@@ -238,7 +238,15 @@ class _TokenGrant:
         )
 
     def _transport_error(self, exc: httpx.HTTPError) -> RefreshError:
-        return RefreshError(f"token endpoint request failed: {type(exc).__name__}", transient=True)
+        # The request may have reached the server: if this grant is single-use (a
+        # rotating refresh token), trying again within the flight could present a token
+        # the server already consumed. Leave it to the next flight.
+        sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+        return RefreshError(
+            f"token endpoint request failed: {type(exc).__name__}",
+            transient=True,
+            no_retry=sent and self.grant_type == "refresh_token",
+        )
 
     def _build_ssl_context(self) -> ssl.SSLContext:
         if isinstance(self._verify, ssl.SSLContext):

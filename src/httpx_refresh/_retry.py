@@ -79,25 +79,39 @@ class RetryPolicy:
 def is_transient(exc: BaseException) -> bool:
     """Tell whether a refresher's exception may succeed when tried again.
 
-    ``RefreshError(transient=True)``, httpx (or httpx2) transport errors and
+    ``RefreshError(transient=True)``, httpx (or httpx2) transport errors,
+    ``HTTPStatusError`` for 408, 429 or 5xx (a refresher's ``raise_for_status()``) and
     ``TimeoutError`` are transient; everything else is not.
     """
     if isinstance(exc, RefreshError):
         return exc.transient
     if isinstance(exc, TimeoutError):
         return True
+    response = getattr(exc, "response", None)
+    if type(exc).__name__ == "HTTPStatusError" and response is not None:
+        status = getattr(response, "status_code", 0)
+        return status in (408, 429) or status >= 500
     return any(
         cls.__name__ == "TransportError" and cls.__module__.split(".")[0] in {"httpx", "httpx2"}
         for cls in type(exc).__mro__
     )
 
 
-def _retryable(exc: BaseException) -> bool:
-    # A TimeoutError here is the attempt's own time limit: a sync refresher may still be
-    # running in its abandoned thread, and a second attempt would present the same
-    # refresh token again (rotation would revoke the grant). Transport timeouts
-    # (httpx.TimeoutException) are retried.
-    return is_transient(exc) and not isinstance(exc, TimeoutError)
+def _retryable(policy: RetryPolicy) -> Callable[[BaseException], bool]:
+    def retryable(exc: BaseException) -> bool:
+        # A TimeoutError here is the attempt's own time limit: a sync refresher may still
+        # be running in its abandoned thread, and a second attempt would present the same
+        # refresh token again (rotation would revoke the grant). A refresher can mark an
+        # error the same way (``no_retry``), e.g. a response lost after the request went
+        # out. A Retry-After beyond wait_max is left to the cooldown, which honours it.
+        if not is_transient(exc) or isinstance(exc, TimeoutError):
+            return False
+        if getattr(exc, "no_retry", False):
+            return False
+        retry_after = getattr(exc, "retry_after", None)
+        return not (isinstance(retry_after, (int, float)) and retry_after > policy.wait_max)
+
+    return retryable
 
 
 class _Wait(tenacity.wait.wait_base):
@@ -135,9 +149,9 @@ def _log_retry(retry_state: tenacity.RetryCallState) -> None:
 def _kwargs(policy: RetryPolicy) -> dict[str, Any]:
     return {
         "stop": tenacity.stop_after_attempt(policy.attempts)
-        | tenacity.stop_after_delay(policy.timeout),
+        | tenacity.stop_before_delay(policy.timeout),
         "wait": _Wait(policy),
-        "retry": tenacity.retry_if_exception(_retryable),
+        "retry": tenacity.retry_if_exception(_retryable(policy)),
         "before_sleep": _log_retry,
         "reraise": True,
     }
