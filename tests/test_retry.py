@@ -418,3 +418,44 @@ def test_R10_raise_for_status_503_in_a_custom_refresher_is_transient(no_waits: N
                 client.get("http://api.test/")
             assert caught.value.transient
     assert len(seen) == 3
+
+
+def test_C19_token_endpoint_always_invalid_grant(run_server: Any) -> None:
+    """C19 (R10): the token endpoint always answers 400 invalid_grant: 1 GET, then 5 more:
+    the token endpoint sees exactly 1 call in total; the later GETs fail fast with
+    ReauthorizationRequired (no request reaches the API) until the credentials are
+    replaced, after which requests work again."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    seen = {"token": 0, "api": 0}
+    valid = {"A-new"}
+
+    async def token(request: Request) -> JSONResponse:
+        seen["token"] += 1
+        return JSONResponse({"error": "invalid_grant"}, status_code=400)
+
+    async def resource(request: Request) -> Response:
+        seen["api"] += 1
+        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        return Response(status_code=200 if bearer in valid else 401)
+
+    url = run_server(
+        Starlette(routes=[Route("/token", token, methods=["POST"]), Route("/api", resource)])
+    )
+    grant = hr.OAuth2Refresh(f"{url}/token", client_id="c", client_secret="s")
+    auth = hr.RefreshAuth({"access_token": "A-old", "refresh_token": "R-old"}, grant)
+    with httpx.Client(auth=auth, timeout=10) as client:
+        with pytest.raises(hr.ReauthorizationRequired) as first:
+            client.get(f"{url}/api")
+        assert first.value.oauth_error == "invalid_grant"
+        assert seen == {"token": 1, "api": 1}
+        for _ in range(5):
+            with pytest.raises(hr.ReauthorizationRequired):
+                client.get(f"{url}/api")
+        assert seen == {"token": 1, "api": 1}
+        auth.update_credentials({"access_token": "A-new", "refresh_token": "R-new"})
+        assert client.get(f"{url}/api").status_code == 200
+    assert seen == {"token": 1, "api": 2}
