@@ -151,6 +151,9 @@ class RefreshAuth(httpx.Auth):
             refresh runs before the first request; ``None`` turns that off.
         origins: if given, only requests to these origins (``"https://api.example.com"``)
             get credentials; others pass through untouched.
+        advisory: seconds before expiry (e.g. 300) from which one request refreshes while
+            all others keep using the still-valid token without waiting (DESIGN R3); a
+            failed advisory refresh is logged and the token stays in use. ``None``: off.
         retry: how one refresh retries transient failures (DESIGN R10); default
             :class:`RetryPolicy` (3 attempts, 10 s, exponential backoff with jitter,
             ``Retry-After`` honoured). ``RetryPolicy(attempts=1)`` turns retries off.
@@ -184,6 +187,7 @@ class RefreshAuth(httpx.Auth):
         token_key: str | None = "access_token",
         origins: Collection[str] | None = None,
         retry: RetryPolicy | None = None,
+        advisory: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(credentials, Mapping):
@@ -229,6 +233,11 @@ class RefreshAuth(httpx.Auth):
             self.requires_request_body = True
         # A predicate may look at the body (e.g. {"error": "access_token_expired"}).
         self._read_responses = callable(refresh_on)
+        if advisory is not None and (
+            not isinstance(advisory, (int, float)) or not 0 <= advisory < float("inf")
+        ):
+            raise ValueError(f"advisory must be a finite number of seconds >= 0, got {advisory!r}")
+        self._advisory = advisory is not None
         self._control = FlightControl(
             make_snapshot(credentials, 0, now=clock()),
             clock,
@@ -247,6 +256,7 @@ class RefreshAuth(httpx.Auth):
             rewind_plan=_rewind_plan,
             in_scope=self._in_scope,
             fail_fast=lambda: None if control.dead is None else fresh_copy(control.dead),
+            advisory=None if advisory is None else float(advisory),
         )
 
     # -- public surface ------------------------------------------------------------
@@ -326,6 +336,11 @@ class RefreshAuth(httpx.Auth):
             # Fast path, inlined: fresh credentials, no action objects, no lock.
             snapshot, ready = _core.prepare(decisions, request)
             if ready:
+                if self._advisory and decisions.advisory_due(snapshot, self._clock()):
+                    fresh = self._advisory_sync(snapshot)
+                    if fresh is not snapshot:
+                        snapshot = fresh
+                        self._apply(request, snapshot.credentials)
                 rewind = _rewind_plan(request)
                 response = yield request
                 if self._read_responses:
@@ -368,6 +383,11 @@ class RefreshAuth(httpx.Auth):
         if self._origins is None or self._in_scope(request):
             snapshot, ready = _core.prepare(decisions, request)
             if ready:
+                if self._advisory and decisions.advisory_due(snapshot, self._clock()):
+                    fresh = await self._advisory_async(snapshot)
+                    if fresh is not snapshot:
+                        snapshot = fresh
+                        self._apply(request, snapshot.credentials)
                 rewind = _rewind_plan(request)
                 response = yield request
                 if self._read_responses:
@@ -442,6 +462,36 @@ class RefreshAuth(httpx.Auth):
         expires_at = snapshot.expires_at
         return snapshot if expires_at is None or self._clock() < expires_at else None
 
+    def _advisory_sync(self, snapshot: Snapshot) -> Snapshot:
+        """R3: refresh now if nobody else is; on failure keep the still-valid token."""
+        flight = self._control.begin_advisory(snapshot.version)
+        if flight is None:
+            return snapshot
+        try:
+            return self._run_flight_sync(flight, "advisory")
+        except RefreshError as exc:
+            return self._advisory_failed(snapshot, exc)
+
+    async def _advisory_async(self, snapshot: Snapshot) -> Snapshot:
+        """R3: refresh now if nobody else is; on failure keep the still-valid token."""
+        flight = self._control.begin_advisory(snapshot.version)
+        if flight is None:
+            return snapshot
+        try:
+            return await self._own_async(flight, "advisory")
+        except RefreshError as exc:
+            return self._advisory_failed(snapshot, exc)
+
+    def _advisory_failed(self, snapshot: Snapshot, error: RefreshError) -> Snapshot:
+        logger.warning(
+            "advisory refresh of version %d failed (%s); the current token is still valid "
+            "and stays in use",
+            snapshot.version,
+            type(error).__name__,
+        )
+        current = self._control.snapshot
+        return current if current.version > snapshot.version else snapshot
+
     def _cooled(self, base_version: int, reason: str, error: RefreshError) -> Snapshot:
         """R10: during a cooldown, serve a still-valid token, or fail fast with the last error."""
         snapshot = self._still_valid(base_version, reason)
@@ -485,6 +535,9 @@ class RefreshAuth(httpx.Auth):
         flight, owner = got
         if not owner:
             return self._control.wait_sync(flight, self._flight_limit)
+        return self._run_flight_sync(flight, reason)
+
+    def _run_flight_sync(self, flight: Flight, reason: str) -> Snapshot:
         steps = self._own_flight(flight, reason)
         step = next(steps)
         while True:
@@ -519,6 +572,9 @@ class RefreshAuth(httpx.Auth):
         flight, owner = got
         if not owner:
             return await self._control.wait_async(flight, self._flight_limit)
+        return await self._own_async(flight, reason)
+
+    async def _own_async(self, flight: Flight, reason: str) -> Snapshot:
         # R7: the exchange runs to completion under its own timeout, and its result is
         # kept, even if the request that started it is cancelled meanwhile. On asyncio a
         # native cancellation (task.cancel(), asyncio.timeout) goes through anyio's

@@ -60,12 +60,16 @@ class Decisions:
             prepares its body for a replay and tells whether that is possible (R12).
         in_scope: tells whether a request may receive credentials (R13).
         fail_fast: returns the permanent error that blocks every request, if any (R10).
+        advisory: seconds before expiry when one request refreshes while the others keep
+            using the still-valid token (R3); ``None`` turns the window off.
     """
 
     __slots__ = (
+        "_advisory_at",
         "_refresh_at",
         "_rejected_until",
         "_rejected_version",
+        "advisory",
         "apply",
         "clock",
         "current",
@@ -91,6 +95,7 @@ class Decisions:
         rewind_plan: Callable[[Any], Rewind],
         in_scope: Callable[[Any], bool],
         fail_fast: Callable[[], HttpxRefreshError | None],
+        advisory: float | None = None,
     ) -> None:
         self.current = current
         self.apply = apply
@@ -109,6 +114,8 @@ class Decisions:
         self._rejected_version = -1
         self._rejected_until = 0.0
         self._refresh_at: tuple[Snapshot | None, float] = (None, 0.0)
+        self.advisory = advisory
+        self._advisory_at: tuple[Snapshot | None, float] = (None, 0.0)
 
     def needs_refresh(self, snapshot: Snapshot, now: float) -> bool:
         """R2: is a refresh mandatory before sending with ``snapshot`` at ``now``?
@@ -147,6 +154,31 @@ class Decisions:
         if refreshed_at is not None and deadline <= refreshed_at:
             # Already due when it arrived: wait min_refresh_interval before trying again.
             deadline = refreshed_at + self.min_refresh_interval
+        return deadline
+
+    def advisory_due(self, snapshot: Snapshot, now: float) -> bool:
+        """R3: is ``snapshot`` inside the advisory window (refresh without making anyone wait)?
+
+        The window starts ``advisory`` seconds before expiry, clamped to three quarters
+        of the token's lifetime when that is known, and never within
+        ``min_refresh_interval`` of the refresh that produced the snapshot.
+        """
+        cached = self._advisory_at
+        if cached[0] is not snapshot:
+            cached = self._advisory_at = (snapshot, self.advisory_deadline(snapshot))
+        return now >= cached[1]
+
+    def advisory_deadline(self, snapshot: Snapshot) -> float:
+        """R3: the epoch second from which an advisory refresh of ``snapshot`` is due."""
+        if self.advisory is None or snapshot.expires_at is None:
+            return math.inf
+        window = self.advisory
+        lifetime = snapshot.lifetime
+        if lifetime is not None and window > lifetime * 0.75:
+            window = lifetime * 0.75
+        deadline = snapshot.expires_at - window
+        if snapshot.refreshed_at is not None:
+            deadline = max(deadline, snapshot.refreshed_at + self.min_refresh_interval)
         return deadline
 
     def storm_guarded(self, version: int, now: float) -> bool:

@@ -195,6 +195,24 @@ class FlightControl:
             flight = self._flight = Flight(snapshot)
             return flight, True
 
+    def begin_advisory(self, base_version: int) -> Flight | None:
+        """R3: start a flight for ``base_version`` only if nobody needs to wait for it.
+
+        Returns:
+            A new flight owned by the caller, or ``None`` when one is already running,
+            the version moved on, the grant is dead or a cooldown is active.
+        """
+        with self._mutex:
+            if self.dead is not None or self.snapshot.version != base_version:
+                return None
+            if self._flight is not None:
+                return None
+            cooling = self._cooling
+            if cooling is not None and cooling[0] == base_version and self._clock() < cooling[1]:
+                return None
+            flight = self._flight = Flight(self.snapshot)
+            return flight
+
     def commit(self, flight: Flight, returned: Mapping[str, Any]) -> tuple[Snapshot, bool]:
         """Merge a refresher's result into the credentials (DESIGN R8).
 
