@@ -195,7 +195,8 @@ async def test_C02_refresher_raising_after_100ms_fails_all_ten_fast_then_recover
 
     All ten rejected POSTs fail quickly (well under 1 s) with the same typed error,
     none hangs, the refresher ran once for all ten, and a later request tries again
-    and succeeds (the failure was not permanent).
+    and succeeds (the failure was not permanent) once the cooldown (R10: one flight per
+    backoff period) has passed; inside it, a request fails fast without a refresher call.
     """
     server, gate = c02_server()
     url = run_server(server.app)
@@ -212,7 +213,10 @@ async def test_C02_refresher_raising_after_100ms_fails_all_ten_fast_then_recover
             raise RuntimeError("token service exploded")
         return await real.acall(**kwargs)
 
-    auth = hr.RefreshAuth(server.initial_credentials(revoked=True), flaky)
+    skew = [0.0]
+    auth = hr.RefreshAuth(
+        server.initial_credentials(revoked=True), flaky, clock=lambda: time.time() + skew[0]
+    )
     errors: dict[int, hr.RefreshError] = {}
     elapsed: dict[int, float] = {}
 
@@ -242,6 +246,10 @@ async def test_C02_refresher_raising_after_100ms_fails_all_ten_fast_then_recover
         assert server.token_calls == 0
         assert auth.stats.failures == 1
 
+        with anyio.fail_after(TIMEOUT), pytest.raises(hr.RefreshError):
+            await client.post("/api", json={"item": "cooling"})
+        assert len(calls) == 1, "no new refresh inside the cooldown"
+        skew[0] = hr.RetryPolicy().cooldown  # the cooldown has passed
         with anyio.fail_after(TIMEOUT):
             later = await client.post("/api", json={"item": "later"})
     assert later.status_code == 200

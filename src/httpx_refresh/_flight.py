@@ -127,8 +127,8 @@ class FlightControl:
         stuck_after: seconds after which a flight that has not finished (a refresher
             that hangs and ignores its timeout) is abandoned: the next request that
             needs a refresh starts a new flight instead of waiting on it.
-        cooldown: seconds after a flight failed transiently during which no new flight
-            starts for the same version (``Retry-After`` lengthens it, up to 60 s).
+        cooldown: seconds after a flight failed (not permanently) during which no new
+            flight starts for the same version (``Retry-After`` lengthens it, up to 60 s).
     """
 
     def __init__(
@@ -241,8 +241,9 @@ class FlightControl:
     ) -> None:
         """Complete ``flight`` and wake all its waiters, in every thread and loop.
 
-        A transient error starts the cooldown unless ``cool`` is false (an interrupted
-        flight says nothing about the token endpoint).
+        A ``RefreshError`` that is not permanent (transient, or e.g. a malformed token
+        response) starts the cooldown unless ``cool`` is false (an interrupted flight
+        says nothing about the token endpoint).
         """
         with self._mutex:
             flight.result = result
@@ -253,8 +254,7 @@ class FlightControl:
                 if isinstance(error, ReauthorizationRequired) and current:
                     self.dead = error
                 elif (
-                    isinstance(error, RefreshError)
-                    and error.transient
+                    isinstance(error, RefreshError)  # not permanent: that one is handled above
                     and current
                     and cool
                     and self._cooldown > 0

@@ -51,10 +51,11 @@ class RetryPolicy:
         wait_initial: seconds before the second attempt (then doubling).
         wait_max: seconds; the cap of one wait, ``Retry-After`` included.
         wait_jitter: seconds; a random amount up to this is added to each wait.
-        cooldown: seconds after a refresh failed transiently (all its attempts spent)
-            during which no new refresh starts: requests that need one fail at once
-            with the same error, or go out with the current token while it is still
-            valid. ``Retry-After`` lengthens it, up to 60 s. 0 turns it off.
+        cooldown: seconds after a refresh failed, not permanently (all its attempts
+            spent; a malformed token response too), during which no new refresh
+            starts: requests that need one fail at once with the same error, or go out
+            with the current token while it is still valid. ``Retry-After`` lengthens
+            it, up to 60 s. 0 turns it off.
 
     Raises:
         ValueError: ``attempts`` < 1 or a negative duration.

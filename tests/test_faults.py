@@ -1,0 +1,490 @@
+"""R10 fault injection: a real token endpoint on 127.0.0.1 failing in every common way.
+
+Each fault is driven through ``hr.OAuth2Refresh`` against a Starlette token endpoint
+served by uvicorn (the ``run_server`` fixture), with 100 concurrent tasks (asyncio and
+trio) or 32 threads sharing one ``httpx.Client``. The credentials start expired (by an
+injected clock), so every request needs the same refresh. The token endpoint holds its
+first answer until every other request has joined the flight (``auth.stats``), so all
+of them really wait on one refresh. Then each test checks:
+
+- the exact number of token-endpoint calls (counted by the app under a lock);
+- every waiter got the same typed error (type, ``str``, ``.transient``, ``.oauth_error``,
+  ``.status_code``), or every waiter succeeded;
+- ``auth.credentials`` is unchanged by a failed refresh (R8);
+- nothing hangs (``anyio.fail_after``, thread joins with timeouts);
+- fail fast afterwards (R10): during the cooldown (transient) or until
+  ``update_credentials`` (permanent), requests fail at once without a token call;
+- recovery: once the endpoint works again, a later request succeeds with exactly one
+  more token call (after moving the fake clock past the cooldown, or after
+  ``update_credentials``).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import anyio
+import anyio.to_thread
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+import httpx_refresh as hr
+
+TASKS = 100
+THREADS = 32
+LIMIT = 15.0  # seconds: no single phase of a test may take longer
+START = 1_000_000.0  # fake epoch seconds
+CLIENT_SECRET = "client-secret-0xC0FFEE"
+REFRESH_TOKEN = "refresh-token-0xDEADBEEF"
+ACCESS_TOKEN = "access-token-0xA1A1A1"
+NEW_REFRESH_TOKEN = "refresh-token-0xR1bR1b"
+POLICY = hr.RetryPolicy(attempts=3, wait_max=0.5, cooldown=5.0)
+HTML = "<!doctype html><html><body><h1>Service unavailable</h1></body></html>"
+
+
+@pytest.fixture(autouse=True)
+def no_waits() -> Iterator[None]:
+    """Backoff waits off (the documented switch), back on after each test."""
+    hr.set_testing(True)
+    yield
+    hr.set_testing(False)
+
+
+class FakeClock:
+    """Epoch seconds that only move when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- the token endpoint and the API, one Starlette app ---------------------------------
+
+
+def answer(kind: str) -> Response:
+    """The token endpoint's response for one scripted ``kind``."""
+    if kind == "ok":
+        body = {"access_token": "A2", "refresh_token": "R2", "expires_in": 3600}
+        return JSONResponse(body | {"token_type": "Bearer"})
+    if kind == "500":
+        return Response(status_code=500)
+    if kind == "503-retry-after":
+        return Response(status_code=503, headers={"Retry-After": "1"})
+    if kind == "429":
+        return Response(status_code=429)
+    if kind == "malformed-json":
+        return Response('{"access_token": "A2", "expi', media_type="application/json")
+    if kind == "html-200":
+        return Response(HTML, media_type="text/html")
+    if kind == "html-500":
+        return Response(HTML, status_code=500, media_type="text/html")
+    if kind == "no-access-token":
+        return JSONResponse({"token_type": "Bearer", "expires_in": 3600})
+    if kind == "invalid_grant":
+        return JSONResponse({"error": "invalid_grant"}, status_code=400)
+    if kind == "invalid_client":
+        return JSONResponse({"error": "invalid_client"}, status_code=401)
+    raise AssertionError(f"unknown answer {kind!r}")
+
+
+class TokenServer:
+    """A token endpoint answering from a script (the last answer repeats), and an API.
+
+    ``calls`` counts token-endpoint requests under a lock. When armed with
+    ``hold=True`` the first call of the phase waits on ``gate`` (in a worker thread,
+    so the server keeps serving) until the test opens it.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls = 0
+        self.api_calls = 0
+        self.refresh_tokens: list[str] = []
+        self.script = ["ok"]
+        self.phase_calls = 0
+        self.gate = threading.Event()
+        self.gate.set()
+        self.app = Starlette(
+            routes=[Route("/token", self.token, methods=["POST"]), Route("/api", self.api)]
+        )
+
+    def arm(self, *script: str, hold: bool = False) -> None:
+        with self.lock:
+            self.script = list(script)
+            self.phase_calls = 0
+            self.gate = threading.Event()
+            if not hold:
+                self.gate.set()
+
+    async def token(self, request: Request) -> Response:
+        form = dict(parse_qsl((await request.body()).decode()))
+        with self.lock:
+            self.calls += 1
+            self.phase_calls += 1
+            self.refresh_tokens.append(form.get("refresh_token", ""))
+            kind = self.script[min(self.phase_calls, len(self.script)) - 1]
+            gate = self.gate if self.phase_calls == 1 else None
+        if gate is not None:
+            await anyio.to_thread.run_sync(gate.wait, LIMIT)
+        return answer(kind)
+
+    async def api(self, request: Request) -> Response:
+        with self.lock:
+            self.api_calls += 1
+        ok = request.headers.get("Authorization") == "Bearer A2"
+        return Response(status_code=200 if ok else 401)
+
+
+class CountingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """A real HTTP transport that counts token requests and can hold the first one.
+
+    For the connection-refused fault, where no server can count. ``close`` is a
+    no-op (the refresher closes its client after every call); the test closes the
+    real transports at the end.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls = 0
+        self.gate = threading.Event()
+        self.sync = httpx.HTTPTransport()
+        self.async_ = httpx.AsyncHTTPTransport()
+
+    def _count(self) -> bool:
+        with self.lock:
+            self.calls += 1
+            return self.calls == 1
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self._count():
+            self.gate.wait(LIMIT)
+        return self.sync.handle_request(request)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._count():
+            await anyio.to_thread.run_sync(self.gate.wait, LIMIT)
+        return await self.async_.handle_async_request(request)
+
+    def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+# -- the faults ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault and what every waiter must see.
+
+    ``error`` is ``None`` when the refresh recovers within the flight. ``cooldown`` is
+    how far the clock must move before a new flight may start (transient failures);
+    ``None`` for permanent failures (only ``update_credentials`` helps).
+    """
+
+    script: tuple[str, ...]
+    calls: int
+    error: type[hr.RefreshError] | None
+    transient: bool = False
+    oauth_error: str | None = None
+    status_code: int | None = None
+    cooldown: float | None = None
+    policy: hr.RetryPolicy = POLICY
+
+
+FAULTS = {
+    # A connection that never opened is safe to retry: all 3 attempts, then the cooldown.
+    "connection-refused": Fault(("refused",), 3, hr.RefreshError, True, None, None, 5.0),
+    "500": Fault(("500",), 3, hr.RefreshError, True, None, 500, 5.0),
+    # Retry-After (1 s) beyond wait_max (0.5 s): no retry; the cooldown (0.25 s) is
+    # lengthened to the Retry-After.
+    "503-retry-after": Fault(
+        ("503-retry-after",),
+        1,
+        hr.RefreshError,
+        True,
+        None,
+        503,
+        1.0,
+        hr.RetryPolicy(attempts=3, wait_max=0.5, cooldown=0.25),
+    ),
+    "429": Fault(("429",), 3, hr.RefreshError, True, None, 429, 5.0),
+    "html-500": Fault(("html-500",), 3, hr.RefreshError, True, None, 500, 5.0),
+    # A 200 whose body is not a JSON object: not retried; R10 still allows at most one
+    # flight per backoff period while the endpoint keeps failing.
+    "malformed-json-200": Fault(("malformed-json",), 1, hr.RefreshError, False, None, 200, 5.0),
+    "html-200": Fault(("html-200",), 1, hr.RefreshError, False, None, 200, 5.0),
+    "no-access-token-200": Fault(
+        ("no-access-token",), 1, hr.ReauthorizationRequired, False, None, 200
+    ),
+    "invalid_grant-400": Fault(
+        ("invalid_grant",), 1, hr.ReauthorizationRequired, False, "invalid_grant", 400
+    ),
+    "invalid_client-401": Fault(
+        ("invalid_client",), 1, hr.ReauthorizationRequired, False, "invalid_client", 401
+    ),
+    # 500, then 503 with Retry-After 1 s (within this policy's wait_max, so retried; no
+    # wait under set_testing), then 200: one flight of 3 calls, everyone succeeds.
+    "fails-twice-then-recovers": Fault(
+        ("500", "503-retry-after", "ok"), 3, None, policy=hr.RetryPolicy(wait_max=2.0)
+    ),
+}
+
+
+def signature(error: object) -> tuple[Any, ...]:
+    assert isinstance(error, hr.RefreshError), repr(error)
+    return (type(error), str(error), error.transient, error.oauth_error, error.status_code)
+
+
+def expected_signature(fault: Fault, message: str) -> tuple[Any, ...]:
+    return (fault.error, message, fault.transient, fault.oauth_error, fault.status_code)
+
+
+def no_secret(error: BaseException) -> None:
+    text = f"{error!s} {error!r}"
+    for secret in (CLIENT_SECRET, REFRESH_TOKEN, ACCESS_TOKEN, NEW_REFRESH_TOKEN):
+        assert secret not in text
+
+
+class Setup:
+    """The server, the auth under test and where its token requests go."""
+
+    def __init__(self, run_server: Callable[[Any], str], fault: Fault) -> None:
+        self.fault = fault
+        self.server = TokenServer()
+        self.url = run_server(self.server.app)
+        self.clock = FakeClock()
+        self.counter: CountingTransport | None = None
+        self.refused: socket.socket | None = None
+        kwargs: dict[str, Any] = {}
+        if fault.script == ("refused",):
+            # Bound but not listening: every connection attempt is refused.
+            self.refused = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.refused.bind(("127.0.0.1", 0))
+            port = self.refused.getsockname()[1]
+            token_url = f"http://127.0.0.1:{port}/token"
+            self.counter = CountingTransport()
+            kwargs = {"transport": self.counter, "async_transport": self.counter}
+        else:
+            token_url = f"{self.url}/token"
+            self.server.arm(*fault.script, hold=True)
+        self.grant = hr.OAuth2Refresh(
+            token_url, client_id="client", client_secret=CLIENT_SECRET, **kwargs
+        )
+        self.initial = {
+            "access_token": ACCESS_TOKEN,
+            "refresh_token": REFRESH_TOKEN,
+            "expires_at": START - 60,  # expired: every request needs a refresh first
+            "tenant": "t-1",
+        }
+        self.auth = hr.RefreshAuth(self.initial, self.grant, retry=fault.policy, clock=self.clock)
+        self.api = f"{self.url}/api"
+
+    @property
+    def calls(self) -> int:
+        """Token-endpoint calls so far (attempts, for the refused port)."""
+        if self.counter is not None:
+            return self.counter.calls
+        with self.server.lock:
+            return self.server.calls
+
+    def release(self) -> None:
+        """Let the held first token request go on."""
+        if self.counter is not None:
+            self.counter.gate.set()
+        else:
+            self.server.gate.set()
+
+    def heal(self) -> None:
+        """Make the token endpoint work again (for the refused port: point at the server)."""
+        self.server.arm("ok")
+        if self.counter is not None:
+            self.counter.gate.set()
+            self.grant.token_url = f"{self.url}/token"
+
+    def close(self) -> None:
+        if self.counter is not None:
+            self.counter.sync.close()
+        if self.refused is not None:
+            self.refused.close()
+
+    def check_outcomes(self, outcomes: list[BaseException | int], size: int) -> None:
+        """Every waiter: the same typed error, or 200; credentials as they should be."""
+        fault = self.fault
+        assert len(outcomes) == size
+        assert self.calls == fault.calls
+        if fault.error is None:
+            assert outcomes == [200] * size
+            assert self.auth.credentials["access_token"] == "A2"
+            assert self.auth.credentials["refresh_token"] == "R2"
+            assert self.auth.stats.refreshes == 1
+            return
+        assert all(isinstance(o, BaseException) for o in outcomes), outcomes
+        signatures = {signature(o) for o in outcomes if isinstance(o, BaseException)}
+        assert len(signatures) == 1, signatures
+        (got,) = signatures
+        assert got == expected_signature(fault, got[1])
+        if fault.status_code is not None:
+            assert str(fault.status_code) in got[1]
+        for outcome in outcomes:
+            assert isinstance(outcome, BaseException)
+            no_secret(outcome)
+        assert dict(self.auth.credentials) == self.initial  # R8: a failed refresh merges nothing
+        assert self.auth.stats.refreshes == 0
+        assert self.auth.stats.failures == 1
+        with self.server.lock:
+            assert self.server.api_calls == 0  # nothing went out with the expired token
+
+    def check_recovered(self, calls_before: int) -> None:
+        assert self.calls == calls_before + 1
+        assert self.auth.credentials["access_token"] == "A2"
+        assert self.auth.credentials["refresh_token"] == "R2"
+        assert self.auth.credentials["tenant"] == "t-1"  # R8: other keys survive
+
+
+# -- async: 100 tasks on asyncio and trio -------------------------------------------
+
+
+async def joined(auth: hr.RefreshAuth, waiters: int) -> None:
+    """Return once ``waiters`` requests have joined the flight in progress (R5)."""
+    while True:  # the library offers no event for this; poll its counter
+        if auth.stats.deduplicated >= waiters:
+            return
+        await anyio.sleep(0.005)
+
+
+async def outcome_async(client: httpx.AsyncClient, url: str) -> BaseException | int:
+    try:
+        return (await client.get(url)).status_code
+    except hr.HttpxRefreshError as exc:
+        return exc
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", list(FAULTS))
+async def test_R10_fault_async_100_waiters(name: str, run_server: Callable[[Any], str]) -> None:
+    """R10 + R5 + R8: one fault of the token endpoint (see ``FAULTS``) while 100 tasks
+    wait on one refresh: exact token calls, one shared typed error (or all 200),
+    credentials unchanged, fail fast afterwards, and recovery once the endpoint works."""
+    fault = FAULTS[name]
+    setup = Setup(run_server, fault)
+    auth = setup.auth
+    outcomes: list[BaseException | int] = []
+    try:
+        async with httpx.AsyncClient(auth=auth, timeout=LIMIT) as client:
+
+            async def one() -> None:
+                outcomes.append(await outcome_async(client, setup.api))
+
+            with anyio.fail_after(LIMIT):
+                async with anyio.create_task_group() as tg:
+                    for _ in range(TASKS):
+                        tg.start_soon(one)
+                    await joined(auth, TASKS - 1)
+                    setup.release()
+            setup.check_outcomes(outcomes, TASKS)
+            if fault.error is None:
+                with anyio.fail_after(LIMIT):
+                    assert (await client.get(setup.api)).status_code == 200
+                assert setup.calls == fault.calls  # a fresh token: no further token call
+                return
+            first = signature(outcomes[0])
+            setup.heal()
+            calls = setup.calls
+            with anyio.fail_after(LIMIT):
+                # Fail fast: no new flight during the cooldown / while the grant is dead.
+                setup.clock.now = START + (fault.cooldown or 3600.0) - 0.1
+                later = await outcome_async(client, setup.api)
+                assert isinstance(later, hr.RefreshError), later
+                assert signature(later) == first
+                assert setup.calls == calls
+                if fault.cooldown is not None:
+                    setup.clock.now = START + fault.cooldown  # the cooldown is over
+                else:
+                    auth.update_credentials(setup.initial | {"refresh_token": NEW_REFRESH_TOKEN})
+                assert (await client.get(setup.api)).status_code == 200
+            setup.check_recovered(calls)
+            if fault.cooldown is None:
+                assert setup.server.refresh_tokens[-1] == NEW_REFRESH_TOKEN
+    finally:
+        if setup.counter is not None:
+            await setup.counter.async_.aclose()
+        setup.close()
+
+
+# -- sync: 32 threads sharing one httpx.Client ---------------------------------------
+
+
+def outcome_sync(client: httpx.Client, url: str) -> BaseException | int:
+    try:
+        return client.get(url).status_code
+    except hr.HttpxRefreshError as exc:
+        return exc
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_R10_fault_sync_32_threads(name: str, run_server: Callable[[Any], str]) -> None:
+    """R10 + R5 + R8: the same faults with 32 threads sharing one ``httpx.Client``."""
+    fault = FAULTS[name]
+    setup = Setup(run_server, fault)
+    auth = setup.auth
+    outcomes: list[BaseException | int] = []
+    lock = threading.Lock()
+    try:
+        with httpx.Client(auth=auth, timeout=LIMIT) as client:
+            barrier = threading.Barrier(THREADS)
+
+            def one() -> None:
+                barrier.wait(LIMIT)
+                got = outcome_sync(client, setup.api)
+                with lock:
+                    outcomes.append(got)
+
+            threads = [threading.Thread(target=one, daemon=True) for _ in range(THREADS)]
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + LIMIT
+            while auth.stats.deduplicated < THREADS - 1:  # all joined the one flight
+                assert time.monotonic() < deadline, "the threads did not join one flight"
+                time.sleep(0.005)
+            setup.release()
+            for thread in threads:
+                thread.join(LIMIT)
+            assert not any(thread.is_alive() for thread in threads), "a thread hangs"
+            setup.check_outcomes(outcomes, THREADS)
+            if fault.error is None:
+                assert client.get(setup.api).status_code == 200
+                assert setup.calls == fault.calls
+                return
+            first = signature(outcomes[0])
+            setup.heal()
+            calls = setup.calls
+            setup.clock.now = START + (fault.cooldown or 3600.0) - 0.1
+            later = outcome_sync(client, setup.api)
+            assert isinstance(later, hr.RefreshError), later
+            assert signature(later) == first
+            assert setup.calls == calls
+            if fault.cooldown is not None:
+                setup.clock.now = START + fault.cooldown
+            else:
+                auth.update_credentials(setup.initial | {"refresh_token": NEW_REFRESH_TOKEN})
+            assert client.get(setup.api).status_code == 200
+            setup.check_recovered(calls)
+            if fault.cooldown is None:
+                assert setup.server.refresh_tokens[-1] == NEW_REFRESH_TOKEN
+    finally:
+        setup.close()
