@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Collection, Generator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,24 @@ logger = logging.getLogger("httpx_refresh")
 
 Refresher = Callable[..., Any]
 Hook = Callable[[dict[str, Any]], Any]
+
+
+_MARK = "httpx_refresh.applied"
+#: Credentials fields that are not secrets (never stripped by the redirect guard).
+_NOT_SECRET = frozenset({"token_type", "scope", "expires_in", "expires_at"})
+
+
+class _Applied:
+    """Where a request was authenticated and with what (kept in ``request.extensions``)."""
+
+    __slots__ = ("credentials", "url")
+
+    def __init__(self, url: httpx.URL, credentials: Mapping[str, Any]) -> None:
+        self.url = url
+        self.credentials = credentials
+
+    def __repr__(self) -> str:  # never the values
+        return "<httpx-refresh credentials applied>"
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -216,7 +234,7 @@ class RefreshAuth(httpx.Auth):
         self._refresher = refresh
         self._connector_parameters = dict(connector_parameters or {})
         self._connection_parameters = dict(connection_parameters or {})
-        self._apply = apply if apply is not None else bearer()
+        self._applier = apply if apply is not None else bearer()
         self._on_refresh = on_refresh
         self._refresh_timeout = float(refresh_timeout)
         self._retry = retry if retry is not None else RetryPolicy()
@@ -247,7 +265,7 @@ class RefreshAuth(httpx.Auth):
         control = self._control
         self._decisions = _core.Decisions(
             current=lambda: control.snapshot,
-            apply=self._apply,
+            apply=self._applier,
             refresh_on=refresh_on,
             leeway=float(leeway),
             min_refresh_interval=float(min_refresh_interval),
@@ -259,7 +277,69 @@ class RefreshAuth(httpx.Auth):
             advisory=None if advisory is None else float(advisory),
         )
 
+    def _apply_marked(self, request: httpx.Request, credentials: Mapping[str, Any]) -> None:
+        """Apply one snapshot and remember, on the request, where and what was applied.
+
+        httpx copies ``extensions`` onto the requests it builds for redirects, so the
+        redirect guard can tell a hop to another origin (R13). Used only once a guard
+        has been taken, so that the fast path pays nothing otherwise.
+        """
+        self._applier(request, credentials)
+        request.extensions[_MARK] = _Applied(request.url, credentials)
+
     # -- public surface ------------------------------------------------------------
+
+    @property
+    def redirect_guard(self) -> Callable[[httpx.Request], None]:
+        """A request event hook for ``httpx.Client`` that strips credentials from
+        cross-origin redirects (DESIGN R13).
+
+        httpx runs an ``Auth`` once per request and builds redirect hops itself,
+        removing only ``Authorization`` when the origin changes; custom headers and
+        query parameters would follow. Install the hook so that no header or query
+        value carrying a credential reaches another origin::
+
+            httpx.Client(auth=auth, event_hooks={"request": [auth.redirect_guard]})
+
+        Taking the hook turns on marking each request with where its credentials were
+        applied (a fraction of a microsecond per request). For ``httpx.AsyncClient``
+        use :attr:`aredirect_guard`.
+
+        Returns:
+            ``hook(request) -> None``.
+        """
+        self._decisions.apply = self._apply_marked
+        return self._guard
+
+    @property
+    def aredirect_guard(self) -> Callable[[httpx.Request], Awaitable[None]]:
+        """The async request event hook for ``httpx.AsyncClient``; see :attr:`redirect_guard`."""
+        self._decisions.apply = self._apply_marked
+        return self._aguard
+
+    def _guard(self, request: httpx.Request) -> None:
+        mark = request.extensions.get(_MARK)
+        if not isinstance(mark, _Applied):
+            return
+        url, credentials = mark.url, mark.credentials
+        here = request.url
+        if (here.scheme, here.host, here.port) == (url.scheme, url.host, url.port):
+            return
+        secrets = [
+            value
+            for key, value in credentials.items()
+            if isinstance(value, str) and len(value) >= 8 and key not in _NOT_SECRET
+        ]
+        for name, value in list(request.headers.items()):
+            if any(secret in value for secret in secrets):
+                del request.headers[name]
+        for name, value in list(request.url.params.multi_items()):
+            if any(secret in value for secret in secrets):
+                request.url = request.url.copy_remove_param(name)
+        del request.extensions[_MARK]
+
+    async def _aguard(self, request: httpx.Request) -> None:
+        self._guard(request)
 
     @property
     def credentials(self) -> Mapping[str, Any]:
@@ -340,7 +420,7 @@ class RefreshAuth(httpx.Auth):
                     fresh = self._advisory_sync(snapshot)
                     if fresh is not snapshot:
                         snapshot = fresh
-                        self._apply(request, snapshot.credentials)
+                        decisions.apply(request, snapshot.credentials)
                 rewind = _rewind_plan(request)
                 response = yield request
                 if self._read_responses:
@@ -387,7 +467,7 @@ class RefreshAuth(httpx.Auth):
                     fresh = await self._advisory_async(snapshot)
                     if fresh is not snapshot:
                         snapshot = fresh
-                        self._apply(request, snapshot.credentials)
+                        decisions.apply(request, snapshot.credentials)
                 rewind = _rewind_plan(request)
                 response = yield request
                 if self._read_responses:

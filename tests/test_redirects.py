@@ -1,0 +1,153 @@
+"""R13 / case C23: credentials never follow a redirect to another origin."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+import httpx_refresh as hr
+
+TOKENS = {"old": "OLD-ACCESS-TOKEN-0001", "new": "NEW-ACCESS-TOKEN-0002"}
+
+
+class Elsewhere:
+    """Another origin: records every header and query it receives."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[dict[str, str], str]] = []
+        self.lock = threading.Lock()
+
+    async def landing(self, request: Request) -> Response:
+        with self.lock:
+            self.seen.append((dict(request.headers), request.url.query))
+        return Response("landed")
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/landing", self.landing)])
+
+    def leaked(self) -> list[str]:
+        return [
+            token
+            for token in TOKENS.values()
+            for headers, query in self.seen
+            if token in query or any(token in value for value in headers.values())
+        ]
+
+
+def api_app(elsewhere_url: str, reject_first: bool) -> Starlette:
+    """The API: answers 401 to the old token (first try), then redirects to another origin,
+    or to a same-origin page that checks the headers arrived."""
+
+    async def start(request: Request) -> Response:
+        token = request.headers.get("X-Api-Key", "")
+        if reject_first and token != TOKENS["new"]:
+            return Response(status_code=401)
+        return RedirectResponse(f"{elsewhere_url}/landing?api_key={token}&keep=1", 302)
+
+    async def same(request: Request) -> Response:
+        return RedirectResponse("/here", 302)
+
+    async def here(request: Request) -> JSONResponse:
+        return JSONResponse({"key": request.headers.get("X-Api-Key")})
+
+    return Starlette(routes=[Route("/start", start), Route("/same", same), Route("/here", here)])
+
+
+def make_auth(reject_first: bool) -> hr.RefreshAuth:
+    def refresher(**_: Any) -> dict[str, Any]:
+        return {"access_token": TOKENS["new"]}
+
+    start = TOKENS["old"] if reject_first else TOKENS["new"]
+    return hr.RefreshAuth(
+        {"access_token": start, "tenant": "TENANT-SECRET-9"},
+        refresher,
+        apply=hr.headers({"X-Api-Key": "{access_token}", "X-Tenant": "{tenant}"}),
+    )
+
+
+@pytest.mark.parametrize("reject_first", [False, True], ids=["first-try", "on-replay"])
+def test_C23a_cross_origin_redirect_carries_no_credentials_sync(
+    run_server: Any, reject_first: bool
+) -> None:
+    """C23 (a), R13, sync: the API answers 302 to another origin (on the first try, or on
+    the replay after a refresh): that origin receives no credential header or query value;
+    other headers and parameters are untouched."""
+    elsewhere = Elsewhere()
+    other = run_server(elsewhere.app())
+    url = run_server(api_app(other, reject_first))
+    auth = make_auth(reject_first)
+    with httpx.Client(
+        auth=auth, follow_redirects=True, event_hooks={"request": [auth.redirect_guard]}
+    ) as client:
+        response = client.get(f"{url}/start", headers={"X-Trace": "t-1"})
+    assert response.text == "landed"
+    assert len(elsewhere.seen) == 1
+    headers, query = elsewhere.seen[0]
+    assert elsewhere.leaked() == []
+    assert "x-api-key" not in headers
+    assert "x-tenant" not in headers
+    assert headers["x-trace"] == "t-1"
+    assert query == "keep=1"
+    assert auth.stats.refreshes == (1 if reject_first else 0)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("reject_first", [False, True], ids=["first-try", "on-replay"])
+async def test_C23a_cross_origin_redirect_carries_no_credentials_async(
+    run_server: Any, reject_first: bool
+) -> None:
+    """C23 (a), R13, async (asyncio and trio): as the sync case, with ``aredirect_guard``."""
+    elsewhere = Elsewhere()
+    other = run_server(elsewhere.app())
+    url = run_server(api_app(other, reject_first))
+    auth = make_auth(reject_first)
+    async with httpx.AsyncClient(
+        auth=auth, follow_redirects=True, event_hooks={"request": [auth.aredirect_guard]}
+    ) as client:
+        with anyio.fail_after(10):
+            response = await client.get(f"{url}/start")
+    assert response.text == "landed"
+    assert elsewhere.leaked() == []
+    assert elsewhere.seen[0][1] == "keep=1"
+
+
+def test_R13_same_origin_redirect_keeps_the_credentials(run_server: Any) -> None:
+    """R13: a redirect within the same origin keeps the credentials (the guard only acts
+    when the origin changes)."""
+    url = run_server(api_app("http://unused.invalid", reject_first=False))
+    auth = make_auth(reject_first=False)
+    with httpx.Client(
+        auth=auth, follow_redirects=True, event_hooks={"request": [auth.redirect_guard]}
+    ) as client:
+        assert client.get(f"{url}/same").json() == {"key": TOKENS["new"]}
+
+
+def test_C23b_token_endpoint_redirect_is_not_followed(run_server: Any) -> None:
+    """C23 (b): the token endpoint answers 307 to another origin: the refresh POST is not
+    re-sent there; the refresh fails cleanly with a RefreshError and nothing is merged."""
+    elsewhere = Elsewhere()
+    other = run_server(elsewhere.app())
+
+    async def token(request: Request) -> Response:
+        return RedirectResponse(f"{other}/landing", 307)
+
+    url = run_server(Starlette(routes=[Route("/token", token, methods=["POST"])]))
+    grant = hr.OAuth2Refresh(f"{url}/token", client_id="c", client_secret="CLIENT-SECRET-77")
+    auth = hr.RefreshAuth(
+        {"refresh_token": "REFRESH-TOKEN-88"}, grant, retry=hr.RetryPolicy(attempts=1)
+    )
+    with (
+        httpx.Client(auth=auth, transport=httpx.MockTransport(lambda r: httpx.Response(200))) as c,
+        pytest.raises(hr.RefreshError, match="redirect"),
+    ):
+        c.get("http://api.test/")
+    assert elsewhere.seen == []
+    assert dict(auth.credentials) == {"refresh_token": "REFRESH-TOKEN-88"}
