@@ -155,3 +155,65 @@ def test_R3_outside_the_window_nothing_happens_and_bad_values_are_rejected() -> 
     for bad in (-1.0, float("inf")):
         with pytest.raises(ValueError, match="advisory"):
             hr.RefreshAuth({"access_token": "A1"}, refresher, advisory=bad)
+
+
+def test_R3_permanent_failure_of_an_advisory_refresh_keeps_serving_the_valid_token() -> None:
+    """R3 + R10: an advisory refresh rejected permanently (invalid_grant) does not block
+    requests while the token is still valid; once the token must be refreshed (mandatory
+    window, after the cooldown), the dead grant is found and every request fails fast."""
+    now = [T0]
+    calls: list[int] = []
+
+    def refresher(**_: Any) -> dict[str, Any]:
+        calls.append(1)
+        raise hr.ReauthorizationRequired("grant revoked", oauth_error="invalid_grant")
+
+    auth = hr.RefreshAuth(
+        credentials(),
+        refresher,
+        leeway=30,
+        advisory=300,
+        retry=hr.RetryPolicy(attempts=1, cooldown=5),
+        clock=lambda: now[0],
+    )
+    api = Api()
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
+        for _ in range(10):
+            assert client.get("http://api.test/").status_code == 200
+        assert calls == [1]
+        now[0] += 175.0  # 25 s before expiry: inside the mandatory leeway, cooldown over
+        with pytest.raises(hr.ReauthorizationRequired):
+            client.get("http://api.test/")
+        assert calls == [1, 1]
+        with pytest.raises(hr.ReauthorizationRequired):
+            client.get("http://api.test/")
+        assert calls == [1, 1]
+    assert api.seen == ["A1"] * 10
+
+
+def test_R3_expires_at_only_tokens_shorter_than_the_window_do_not_refresh_every_request() -> None:
+    """R3 + R2: a provider giving only an absolute ``expires_at`` 100 s away, with a 300 s
+    advisory window: the window is clamped to 3/4 of that lifetime (75 s), so requests in
+    the first 25 s refresh nothing, and the next refresh comes after them."""
+    now = [T0]
+    calls: list[int] = []
+
+    def refresher(**_: Any) -> dict[str, Any]:
+        calls.append(1)
+        return {"access_token": f"A{len(calls)}", "expires_at": now[0] + 100}
+
+    auth = hr.RefreshAuth(
+        {"refresh_token": "R1"},
+        refresher,
+        advisory=300,
+        min_refresh_interval=0,
+        clock=lambda: now[0],
+    )
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(lambda r: httpx.Response(200))) as c:
+        for _ in range(25):  # 0 .. 24 s after the first refresh
+            assert c.get("http://api.test/").status_code == 200
+            now[0] += 1.0
+        assert calls == [1]
+        now[0] += 1.0  # 26 s: inside the clamped 75 s window
+        assert c.get("http://api.test/").status_code == 200
+    assert calls == [1, 1]

@@ -151,3 +151,46 @@ def test_C23b_token_endpoint_redirect_is_not_followed(run_server: Any) -> None:
         c.get("http://api.test/")
     assert elsewhere.seen == []
     assert dict(auth.credentials) == {"refresh_token": "REFRESH-TOKEN-88"}
+
+
+def _hop_transport(seen: list[httpx.Request]) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "a.test":
+            return httpx.Response(302, headers={"Location": "http://b.test/2?next=http://a.test/x"})
+        seen.append(request)
+        return httpx.Response(200)
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize("token", ["abc1234", 12345678901], ids=["short-token", "numeric-token"])
+def test_R13_guard_strips_what_the_applier_wrote_whatever_its_value(token: object) -> None:
+    """R13: the guard strips the headers the applier wrote, even for a short or numeric
+    credential and a derived value (base64), and leaves the client's own headers and the
+    Location's other query values alone."""
+    import base64
+
+    def signed(request: httpx.Request, credentials: Any) -> None:
+        raw = str(credentials["access_token"]).encode()
+        request.headers["X-Api-Key"] = str(credentials["access_token"])
+        request.headers["X-Sig"] = base64.b64encode(raw).decode()
+
+    seen: list[httpx.Request] = []
+    auth = hr.RefreshAuth(
+        {"access_token": token, "format": "application/json"},
+        lambda **_: {},
+        apply=signed,
+    )
+    with httpx.Client(
+        auth=auth,
+        transport=_hop_transport(seen),
+        follow_redirects=True,
+        event_hooks={"request": [auth.redirect_guard]},
+    ) as client:
+        client.get("http://a.test/1", headers={"Accept": "application/json"})
+    (hop,) = seen
+    assert "x-api-key" not in hop.headers
+    assert "x-sig" not in hop.headers
+    assert hop.headers["accept"] == "application/json"
+    assert hop.url.params["next"] == "http://a.test/x"
+    assert "httpx_refresh.applied" not in hop.extensions

@@ -31,21 +31,27 @@ Hook = Callable[[dict[str, Any]], Any]
 
 
 _MARK = "httpx_refresh.applied"
-#: Credentials fields that are not secrets (never stripped by the redirect guard).
-_NOT_SECRET = frozenset({"token_type", "scope", "expires_in", "expires_at"})
 
 
 class _Applied:
-    """Where a request was authenticated and with what (kept in ``request.extensions``)."""
+    """Where a request was authenticated and what the applier wrote (``request.extensions``)."""
 
-    __slots__ = ("credentials", "url")
+    __slots__ = ("headers", "params", "url", "values")
 
-    def __init__(self, url: httpx.URL, credentials: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        url: httpx.URL,
+        headers: frozenset[str],
+        params: frozenset[str],
+        values: tuple[str, ...],
+    ) -> None:
         self.url = url
-        self.credentials = credentials
+        self.headers = headers
+        self.params = params
+        self.values = values
 
-    def __repr__(self) -> str:  # never the values
-        return "<httpx-refresh credentials applied>"
+    def __repr__(self) -> str:  # names only, never the values
+        return f"<httpx-refresh credentials applied: {sorted(self.headers | self.params)}>"
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -278,14 +284,35 @@ class RefreshAuth(httpx.Auth):
         )
 
     def _apply_marked(self, request: httpx.Request, credentials: Mapping[str, Any]) -> None:
-        """Apply one snapshot and remember, on the request, where and what was applied.
+        """Apply one snapshot and record, on the request, where and what the applier wrote.
 
         httpx copies ``extensions`` onto the requests it builds for redirects, so the
-        redirect guard can tell a hop to another origin (R13). Used only once a guard
-        has been taken, so that the fast path pays nothing otherwise.
+        redirect guard can strip exactly those headers, query parameters and values
+        from a hop to another origin (R13). Used only once a guard has been taken, so
+        that the fast path pays nothing otherwise.
         """
+        headers_before = request.headers.multi_items()
+        params_before = request.url.params.multi_items()
         self._applier(request, credentials)
-        request.extensions[_MARK] = _Applied(request.url, credentials)
+        headers = {
+            (name.lower(), value)
+            for name, value in request.headers.multi_items()
+            if (name, value) not in headers_before
+        }
+        params = {
+            (name, value)
+            for name, value in request.url.params.multi_items()
+            if (name, value) not in params_before
+        }
+        names = frozenset(name for name, _ in headers)
+        keys = frozenset(name for name, _ in params)
+        values = {value for _, value in headers | params if value}
+        earlier = request.extensions.get(_MARK)
+        if isinstance(earlier, _Applied):  # a replay: an unchanged value is still ours
+            names |= earlier.headers
+            keys |= earlier.params
+            values.update(earlier.values)
+        request.extensions[_MARK] = _Applied(request.url, names, keys, tuple(values))
 
     # -- public surface ------------------------------------------------------------
 
@@ -321,20 +348,17 @@ class RefreshAuth(httpx.Auth):
         mark = request.extensions.get(_MARK)
         if not isinstance(mark, _Applied):
             return
-        url, credentials = mark.url, mark.credentials
-        here = request.url
+        url, here = mark.url, request.url
         if (here.scheme, here.host, here.port) == (url.scheme, url.host, url.port):
             return
-        secrets = [
-            value
-            for key, value in credentials.items()
-            if isinstance(value, str) and len(value) >= 8 and key not in _NOT_SECRET
-        ]
+        # Strip what the applier wrote (by name), and any other header or query value
+        # that carries one of the written values (e.g. echoed into a Location).
+        written = [value for value in mark.values if value]
         for name, value in list(request.headers.items()):
-            if any(secret in value for secret in secrets):
+            if name.lower() in mark.headers or any(w in value for w in written):
                 del request.headers[name]
         for name, value in list(request.url.params.multi_items()):
-            if any(secret in value for secret in secrets):
+            if name in mark.params or any(w in value for w in written):
                 request.url = request.url.copy_remove_param(name)
         del request.extensions[_MARK]
 

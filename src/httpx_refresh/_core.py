@@ -146,7 +146,7 @@ class Decisions:
             return math.inf
         else:
             leeway = self.leeway
-            lifetime = snapshot.lifetime
+            lifetime = _lifetime(snapshot)
             if lifetime is not None and leeway > lifetime / 2:
                 leeway = lifetime / 2
             deadline = snapshot.expires_at - leeway
@@ -173,7 +173,7 @@ class Decisions:
         if self.advisory is None or snapshot.expires_at is None:
             return math.inf
         window = self.advisory
-        lifetime = snapshot.lifetime
+        lifetime = _lifetime(snapshot)
         if lifetime is not None and window > lifetime * 0.75:
             window = lifetime * 0.75
         deadline = snapshot.expires_at - window
@@ -196,6 +196,16 @@ class Decisions:
         """Clear the R11 record (after ``update_credentials``)."""
         self._rejected_version = -1
         self._rejected_until = 0.0
+
+
+def _lifetime(snapshot: Snapshot) -> float | None:
+    """The token's lifetime: ``expires_in`` when given, else the span from the refresh
+    that produced it to its absolute expiry (a provider sending only ``expires_at``)."""
+    if snapshot.lifetime is not None:
+        return snapshot.lifetime
+    if snapshot.refreshed_at is not None and snapshot.expires_at is not None:
+        return max(snapshot.expires_at - snapshot.refreshed_at, 0.0)
+    return None
 
 
 def _same_origin(request: Any, response: Any) -> bool:

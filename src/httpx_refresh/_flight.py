@@ -62,10 +62,21 @@ class RefreshStats:
 class Flight:
     """One refresh shared by every request waiting on it."""
 
-    __slots__ = ("_wakers", "base", "done", "error", "owner_thread", "result", "size", "started")
+    __slots__ = (
+        "_wakers",
+        "advisory",
+        "base",
+        "done",
+        "error",
+        "owner_thread",
+        "result",
+        "size",
+        "started",
+    )
 
-    def __init__(self, base: Snapshot) -> None:
+    def __init__(self, base: Snapshot, *, advisory: bool = False) -> None:
         self.base = base
+        self.advisory = advisory
         self.started = time.monotonic()
         self.owner_thread = threading.get_ident()
         self.size = 1
@@ -210,7 +221,7 @@ class FlightControl:
             cooling = self._cooling
             if cooling is not None and cooling[0] == base_version and self._clock() < cooling[1]:
                 return None
-            flight = self._flight = Flight(self.snapshot)
+            flight = self._flight = Flight(self.snapshot, advisory=True)
             return flight
 
     def commit(self, flight: Flight, returned: Mapping[str, Any]) -> tuple[Snapshot, bool]:
@@ -251,13 +262,13 @@ class FlightControl:
             if error is not None:
                 self._failures += 1
                 current = self.snapshot.version == flight.base.version
-                if isinstance(error, ReauthorizationRequired) and current:
+                if isinstance(error, ReauthorizationRequired) and current and not flight.advisory:
                     self.dead = error
                 elif (
-                    isinstance(error, RefreshError)  # not permanent: that one is handled above
-                    and current
-                    and cool
-                    and self._cooldown > 0
+                    # Not permanent (handled above); or permanent in an advisory flight,
+                    # while the token is still valid (R3): then it only cools down, and the
+                    # mandatory refresh finds the dead grant when it is due.
+                    isinstance(error, RefreshError) and current and cool and self._cooldown > 0
                 ):
                     wait = max(self._cooldown, min(error.retry_after or 0.0, 60.0))
                     self._cooling = (flight.base.version, self._clock() + wait, error)
