@@ -29,8 +29,10 @@ from ._provider import (
     DemoProvider,
     DemoUnavailable,
     ProviderCounters,
+    ServedApp,
     connect_grant,
     require_server,
+    serve_asgi,
     token_active,
 )
 from ._workload import (
@@ -49,6 +51,8 @@ from ._workload import (
 )
 
 __all__ = [
+    "ServedApp",
+    "serve_asgi",
     "CONNECTIONS_PER_CLIENT",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
 import itertools
 import secrets
@@ -11,7 +12,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "ServedApp",
+    "serve_asgi",
     "CONNECTIONS_PER_CLIENT",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
@@ -241,9 +244,7 @@ class DemoProvider:
         self._invalid_grant = 0
         self._revocations = 0
         self._connects = 0
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
+        self._served: ServedApp | None = None
         self.url = ""
 
     def __repr__(self) -> str:
@@ -567,22 +568,68 @@ class DemoProvider:
             OSError: the port cannot be bound.
             RuntimeError: already started, or uvicorn did not start within 10 s.
         """
+        if self._served is not None:
+            raise RuntimeError("the provider is already running")
+        self._served = ServedApp(self.build_app(), host=self.host, port=self.port)
+        self.url = self._served.url
+        return self.url
+
+    def stop(self) -> None:
+        """Ask uvicorn to shut down and wait for its thread (at most 15 s). Idempotent."""
+        served, self._served = self._served, None
+        if served is not None:
+            served.stop()
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+# -- serving an ASGI app on loopback ---------------------------------------------------------
+
+
+class ServedApp:
+    """An ASGI app served by uvicorn on ``host:port`` in a daemon thread (real sockets).
+
+    Shared by the demo provider, the test suite and the benchmarks. Starts at
+    construction and returns once uvicorn reports that it has started.
+
+    Args:
+        app: the ASGI application.
+        host: the address to bind (default 127.0.0.1).
+        port: the port; 0 picks a free one.
+
+    Attributes:
+        url: ``http://host:port`` as bound.
+
+    Raises:
+        DemoUnavailable: the ``demo`` extra (uvicorn, starlette) is not installed.
+        OSError: the port cannot be bound.
+        RuntimeError: uvicorn did not start within 10 s.
+    """
+
+    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
         require_server()
         import uvicorn
 
-        if self._server is not None:
-            raise RuntimeError("the provider is already running")
         # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on accepted sockets whose
         # proto says TCP, and without it every response stalls 40 ms on a delayed ACK.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
+            sock.bind((host, port))
         except OSError:
             sock.close()
             raise
         config = uvicorn.Config(
-            self.build_app(),
+            app,
             log_level="warning",
             lifespan="off",
             access_log=False,
@@ -590,24 +637,23 @@ class DemoProvider:
             timeout_graceful_shutdown=5,
             backlog=4096,
         )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(
-            target=server.run,
+        self._server: uvicorn.Server | None = uvicorn.Server(config)
+        self._socket: socket.socket | None = sock
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._server.run,
             kwargs={"sockets": [sock]},
-            name="httpx-refresh-demo-provider",
+            name="httpx-refresh-asgi-server",
             daemon=True,
         )
-        self._server, self._thread, self._socket = server, thread, sock
-        thread.start()
+        self._thread.start()
         deadline = time.monotonic() + 10.0
-        while not server.started:  # uvicorn offers a flag, not an event
-            if not thread.is_alive() or time.monotonic() > deadline:
+        while not self._server.started:  # uvicorn offers a flag, not an event
+            if not self._thread.is_alive() or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError("the demo provider did not start within 10 s")
+                raise RuntimeError("the server did not start within 10 s")
             time.sleep(0.01)
-        host, port = sock.getsockname()[:2]
-        self.url = f"http://{host}:{port}"
-        return self.url
+        bound_host, bound_port = sock.getsockname()[:2]
+        self.url = f"http://{bound_host}:{bound_port}"
 
     def stop(self) -> None:
         """Ask uvicorn to shut down and wait for its thread (at most 15 s). Idempotent."""
@@ -620,16 +666,18 @@ class DemoProvider:
         if sock is not None:
             sock.close()
 
-    def __enter__(self) -> str:
-        return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+@contextlib.contextmanager
+def serve_asgi(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``app`` for the duration of a ``with`` block; yield its base URL.
+
+    See :class:`ServedApp` for arguments and errors.
+    """
+    served = ServedApp(app, host=host, port=port)
+    try:
+        yield served.url
+    finally:
+        served.stop()
 
 
 # -- small HTTP helpers shared by the demo -------------------------------------------------
