@@ -18,9 +18,12 @@ from ._exceptions import (
 from ._flight import RefreshStats
 from ._oauth2 import ClientCredentialsRefresh, OAuth2Refresh
 from ._retry import RetryPolicy, set_testing
+from ._spec import Connection, Connector, load_connector
 
 __all__ = [
     "ClientCredentialsRefresh",
+    "Connection",
+    "Connector",
     "HttpxRefreshError",
     "OAuth2Refresh",
     "ReauthorizationRequired",
@@ -33,6 +36,7 @@ __all__ = [
     "StoreError",
     "bearer",
     "headers",
+    "load_connector",
     "query_param",
     "set_testing",
 ]

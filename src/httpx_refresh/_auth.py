@@ -402,6 +402,10 @@ class RefreshAuth(httpx.Auth):
         self._control.replace(credentials)
         self._decisions.forget_rejections()
 
+    def _declare_dead(self, error: ReauthorizationRequired) -> None:
+        """Make every later request fail fast with ``error`` until :meth:`update_credentials`."""
+        self._control.declare_dead(error)
+
     def refresh(self) -> Mapping[str, Any]:
         """Force a refresh now, from sync code (single-flight like any other).
 

@@ -292,6 +292,12 @@ class FlightControl:
             self._flight = None  # a flight still running will not commit (version moved)
             return snapshot
 
+    def declare_dead(self, error: ReauthorizationRequired) -> None:
+        """Fail every request fast with ``error`` until ``replace`` (the API said the
+        connection is defunct)."""
+        with self._mutex:
+            self.dead = error
+
     def note_replay(self) -> None:
         """Count one replay."""
         with self._mutex:

@@ -1,0 +1,777 @@
+"""``Connector`` and ``Connection``: a loaded spec, and the spec bound to one account."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import httpx
+
+from .._auth import RefreshAuth
+from .._exceptions import ReauthorizationRequired, SpecError
+from .._invoke import call_async, call_sync
+from .._oauth2 import OAuth2Refresh
+from .._retry import RetryPolicy
+from ._client import ApiClientSpec, Settings
+from ._formulas import UNDEFINED, Compiled
+from ._loader import SUPPORTED_TYPES, AuthVariant, ConnectorSpec, load_spec
+from ._methods import Method
+from ._ratelimit import AsyncRateLimitTransport, RateLimitTransport, default_policy
+from ._rest import RestTest
+
+__all__ = ["Connection", "Connector", "load_connector"]
+
+_TRANSPORT_OPTIONS = ("verify", "cert", "http1", "http2", "limits", "trust_env")
+
+
+def load_connector(path: str | os.PathLike[str]) -> Connector:
+    """Load an Integration.app-style connector spec (``spec.yml``) and its method files.
+
+    Both layouts load: methods as ``{implementationType, filePath}`` stubs with bodies in
+    ``auth/<kebab-method>.<ext>``, and inline ``type: mapping`` + ``mapping:`` bodies.
+    YAML is read with ``yaml.SafeLoader``; formulas are compiled and checked now, and
+    ``python`` method files are imported now (that runs the connector's own module code).
+
+    Args:
+        path: the ``spec.yml`` file, or the connector directory that holds it.
+
+    Returns:
+        The :class:`Connector`.
+
+    Raises:
+        SpecError: the spec or one of its method files is invalid; the message names the
+            file, the line and the key path.
+    """
+    return Connector(load_spec(path))
+
+
+class Connector:
+    """A loaded connector spec; :meth:`connect` binds it to one account.
+
+    Built by :func:`load_connector`. Read-only.
+
+    Attributes:
+        name: the spec's ``name`` (else ``key``, else the directory name).
+        key: the spec's ``key``, if any.
+        path: the ``spec.yml`` path.
+        auth_type: the top-level auth type, or ``None`` when only ``auth.options`` set types.
+        options: the keys of ``auth.options`` (possibly empty).
+    """
+
+    def __init__(self, spec: ConnectorSpec) -> None:
+        self._spec = spec
+        self.name = spec.name
+        self.key = spec.key
+        self.path = spec.path
+        self.auth_type = spec.top.type if spec.top is not None else None
+        self.options = tuple(spec.options)
+        self._clients: dict[int, ApiClientSpec] = {}
+        self._tests: dict[int, RestTest] = {}
+        for variant in self._variants():
+            client = variant.methods["makeApiClient"]
+            if client.kind != "javascript" and id(client) not in self._clients:
+                self._clients[id(client)] = ApiClientSpec(client)
+            test = variant.methods.get("test")
+            if test is not None and test.kind == "rest-api-mapping" and id(test) not in self._tests:
+                self._tests[id(test)] = RestTest(test)
+
+    def __repr__(self) -> str:
+        return f"<Connector {self.name!r} auth={self.auth_type!r} options={list(self.options)}>"
+
+    def _variants(self) -> list[AuthVariant]:
+        top = [self._spec.top] if self._spec.top is not None else []
+        return top + list(self._spec.options.values())
+
+    def describe(self) -> dict[str, Any]:
+        """A summary for people and tools (what ``httpx-refresh check`` prints).
+
+        Returns:
+            ``{"name", "key", "file", "variants": [{"option", "type", "title", "methods":
+            {name: "kind (file)"}}]}``; no parameter or credential values.
+        """
+        return {
+            "name": self.name,
+            "key": self.key,
+            "file": str(self.path),
+            "variants": [
+                {
+                    "option": variant.key,
+                    "type": variant.type,
+                    "title": variant.title,
+                    "supported": variant.type in SUPPORTED_TYPES,
+                    "methods": {
+                        name: f"{method.kind} ({method.file})"
+                        for name, method in variant.methods.items()
+                    },
+                }
+                for variant in self._variants()
+            ],
+        }
+
+    def _enabled(self, variant: AuthVariant, scope: Mapping[str, Any]) -> bool:
+        if variant.enabled is None or isinstance(variant.enabled, bool):
+            return variant.enabled is not False
+        return bool(variant.enabled.evaluate(scope))
+
+    def _choose(self, auth_option: str | None, scope: Mapping[str, Any]) -> AuthVariant:
+        if auth_option is not None:
+            variant = self._spec.options.get(auth_option)
+            if variant is None:
+                known = ", ".join(self.options) or "none"
+                raise ValueError(f"unknown auth option {auth_option!r} (the spec has: {known})")
+            if not self._enabled(variant, scope):
+                raise ValueError(
+                    f"auth option {auth_option!r} is not enabled for these connector "
+                    "parameters (its enabled formula is false)"
+                )
+            return variant
+        if self._spec.top is not None:
+            return self._spec.top
+        for variant in self._spec.options.values():
+            if self._enabled(variant, scope):
+                return variant
+        raise ValueError("no auth option is enabled for these connector parameters")
+
+    def connect(
+        self,
+        *,
+        connector_parameters: Mapping[str, Any] | None = None,
+        connection_parameters: Mapping[str, Any] | None = None,
+        credentials: Mapping[str, Any] | None = None,
+        auth_option: str | None = None,
+        rate_limit_retry: RetryPolicy | None = None,
+        **auth_options: Any,
+    ) -> Connection:
+        """Bind the connector to one account and build its :class:`RefreshAuth`.
+
+        Args:
+            connector_parameters: app-level settings (``connectorParameters``: client id
+                and secret, ...).
+            connection_parameters: what the user entered (``connectionParameters``, also
+                visible to formulas as ``connectionInput``).
+            credentials: the connection's credentials. For ``oauth2`` they are required
+                (the token response of the authorization). For ``client-credentials`` they
+                default to ``getCredentialsFromConnectionParameters`` (called now; it may
+                make requests) or to the connection parameters themselves.
+            auth_option: a key of ``auth.options``; its ``enabled`` formula must be true.
+                ``None``: the top-level auth, else the first enabled option.
+            rate_limit_retry: how API requests answered 429 (or matched by a
+                ``rate_limit_exceeded`` response handler) are sent again; default 4 attempts
+                within 60 s, waits up to 30 s, ``Retry-After`` honoured.
+                ``RetryPolicy(attempts=1)`` turns it off.
+            **auth_options: passed to :class:`RefreshAuth` (``leeway``, ``on_refresh``,
+                ``retry``, ``advisory``, ``origins``, ``token_key``, ``clock``, ...).
+
+        Returns:
+            The :class:`Connection`.
+
+        Raises:
+            ValueError: an unknown or disabled ``auth_option``, a missing required
+                parameter (per the spec's schemas), or no credentials for ``oauth2``.
+            SpecError: the chosen auth type is not supported here (oauth1, proxy, ...),
+                a needed method is ``javascript``, or a method evaluated to the wrong type.
+            RefreshError: ``getCredentialsFromConnectionParameters`` failed.
+        """
+        connector_parameters = dict(connector_parameters or {})
+        connection_parameters = dict(connection_parameters or {})
+        scope = {
+            "connectorParameters": connector_parameters,
+            "connectionParameters": connection_parameters,
+            "connectionInput": connection_parameters,
+        }
+        variant = self._choose(auth_option, scope)
+        if variant.type not in SUPPORTED_TYPES:
+            raise variant.error(
+                f"auth type {variant.type!r} is not supported by httpx-refresh "
+                f"(supported: {', '.join(SUPPORTED_TYPES)})"
+            )
+        _require(self._spec.parameters_schema, connector_parameters, "connector parameter")
+        if credentials is None:
+            if variant.type == "oauth2":
+                raise ValueError(
+                    "an oauth2 connection needs credentials: the token response of the "
+                    "user's authorization (access_token, refresh_token, ...)"
+                )
+            _require(variant.input_schema, connection_parameters, "connection parameter")
+        elif not isinstance(credentials, Mapping):
+            raise TypeError(f"credentials must be a mapping, got {type(credentials).__name__}")
+        return Connection(
+            self,
+            variant,
+            self._clients.get(id(variant.methods["makeApiClient"])),
+            connector_parameters=connector_parameters,
+            connection_parameters=connection_parameters,
+            credentials=credentials,
+            rate_limit_retry=rate_limit_retry if rate_limit_retry is not None else default_policy(),
+            auth_options=auth_options,
+        )
+
+
+def _require(schema: Mapping[str, Any] | None, given: Mapping[str, Any], what: str) -> None:
+    required = schema.get("required") if schema else None
+    if not isinstance(required, list):
+        return
+    missing = [name for name in required if isinstance(name, str) and given.get(name) in (None, "")]
+    if missing:
+        raise ValueError(f"missing required {what}: {', '.join(missing)}")
+
+
+class _StaticAuth(httpx.Auth):
+    """Puts one evaluated ``makeApiClient`` onto requests to its origin (no refresh)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        _write(self._settings, request)
+        yield request
+
+
+def _write(settings: Settings, request: httpx.Request) -> None:
+    if settings.origin is not None:
+        url = request.url
+        port = url.port or (443 if url.scheme == "https" else 80 if url.scheme == "http" else 0)
+        if f"{url.scheme}://{url.host}:{port}" != settings.origin:
+            return  # credentials only go to the origin of baseUri (DESIGN R13)
+    for name, value in settings.headers:
+        request.headers[name] = value
+    if settings.params:
+        request.url = request.url.copy_merge_params(dict(settings.params))
+
+
+class _Apply:
+    """The connection's applier: ``makeApiClient`` evaluated once per credentials snapshot."""
+
+    __slots__ = ("_cache", "_client", "_scope")
+
+    def __init__(self, client: ApiClientSpec, scope: Mapping[str, Any]) -> None:
+        self._client = client
+        self._scope = scope
+        self._cache: tuple[Mapping[str, Any], Settings] | None = None
+
+    def settings(self, credentials: Mapping[str, Any]) -> Settings:
+        cache = self._cache
+        if cache is None or cache[0] is not credentials:
+            cache = (
+                credentials,
+                self._client.settings({**self._scope, "credentials": credentials}),
+            )
+            self._cache = cache
+        return cache[1]
+
+    def __call__(self, request: httpx.Request, credentials: Mapping[str, Any]) -> None:
+        _write(self.settings(credentials), request)
+
+    def __repr__(self) -> str:
+        return "<makeApiClient applier>"
+
+
+class Connection:
+    """A connector bound to one account: its :class:`RefreshAuth` and ready-made clients.
+
+    Built by :meth:`Connector.connect`.
+
+    Attributes:
+        connector: the :class:`Connector`.
+        auth: the :class:`RefreshAuth` (usable with any httpx client).
+        auth_type: the auth type in use (``oauth2`` or ``client-credentials``).
+        auth_option: the ``auth.options`` key in use, or ``None``.
+    """
+
+    def __init__(
+        self,
+        connector: Connector,
+        variant: AuthVariant,
+        client_spec: ApiClientSpec | None,
+        *,
+        connector_parameters: dict[str, Any],
+        connection_parameters: dict[str, Any],
+        credentials: Mapping[str, Any] | None,
+        rate_limit_retry: RetryPolicy,
+        auth_options: dict[str, Any],
+    ) -> None:
+        self.connector = connector
+        self.auth_type = variant.type
+        self.auth_option = variant.key
+        self._variant = variant
+        self._methods = variant.methods
+        self._connector_parameters = connector_parameters
+        self._connection_parameters = connection_parameters
+        self._scope = {
+            "connectorParameters": connector_parameters,
+            "connectionParameters": connection_parameters,
+            "connectionInput": connection_parameters,
+        }
+        self._rate_limit = rate_limit_retry
+        for name in ("makeApiClient", "refreshCredentials"):
+            method = self._methods.get(name)
+            if method is not None and method.kind == "javascript":
+                raise method.javascript_error()
+        assert client_spec is not None
+        self._client_spec = client_spec
+        self._apply = _Apply(client_spec, self._scope)
+        if credentials is None:
+            credentials = self._initial_credentials()
+        refresher, can_refresh = self._refresher()
+        options = dict(auth_options)
+        if "token_key" not in options:
+            paths = client_spec.paths
+            uses_token = (
+                ("credentials", "access_token") in paths
+                if paths is not None
+                else variant.type == "oauth2"
+            )
+            options["token_key"] = "access_token" if can_refresh and uses_token else None
+        if "origins" not in options:
+            base = self._apply.settings(dict(credentials)).origin
+            options["origins"] = [base] if base is not None else None
+        self._expired = client_spec.has_handlers("access_token_expired")
+        self._defunct = client_spec.has_handlers("connection_is_defunct")
+        self._limited = client_spec.has_handlers("rate_limit_exceeded")
+        for reserved in ("apply", "refresh_on", "connector_parameters", "connection_parameters"):
+            if reserved in options:
+                raise TypeError(f"connect() sets {reserved} from the spec; it cannot be passed")
+        self.auth = RefreshAuth(
+            credentials,
+            refresher,
+            connector_parameters=connector_parameters,
+            connection_parameters=connection_parameters,
+            apply=self._apply,
+            refresh_on=self._refresh_on if self._expired else (401,),
+            **options,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<Connection {self.connector.name!r} type={self.auth_type!r} "
+            f"option={self.auth_option!r} version={self.auth.version}>"
+        )
+
+    # -- public -------------------------------------------------------------------------
+
+    @property
+    def credentials(self) -> Mapping[str, Any]:
+        """A read-only snapshot of the current credentials (``auth.credentials``)."""
+        return self.auth.credentials
+
+    @property
+    def base_url(self) -> str | None:
+        """``baseUri`` evaluated with the current credentials, or ``None``."""
+        return self._apply.settings(self.auth.credentials).base_uri
+
+    def client(self, **httpx_kwargs: Any) -> httpx.Client:
+        """An ``httpx.Client`` for this connection.
+
+        Its ``base_url`` is ``baseUri``; ``auth`` is :attr:`auth` (headers, query and basic
+        auth from ``makeApiClient``, re-evaluated for each credentials version, sent only to
+        the origin of ``baseUri``); the redirect guard strips them from cross-origin
+        redirects (R13); responses matched by ``connection_is_defunct`` raise
+        :class:`ReauthorizationRequired`; 429 and ``rate_limit_exceeded`` responses are
+        retried (``rate_limit_retry``).
+
+        Args:
+            **httpx_kwargs: passed to ``httpx.Client`` (``timeout``, ``base_url`` to
+                override, ``event_hooks`` added after ours, ``transport`` wrapped, ...).
+
+        Returns:
+            A new client; close it (``with connection.client() as client: ...``).
+
+        Raises:
+            TypeError: ``auth`` was passed.
+            SpecError: ``baseUri`` evaluated to something that is not a URL.
+        """
+        kwargs, request_hooks, response_hooks = self._client_kwargs(httpx_kwargs)
+        inner = kwargs.pop("transport", None) or httpx.HTTPTransport(
+            **{k: kwargs[k] for k in _TRANSPORT_OPTIONS if k in kwargs}
+        )
+        if self._rate_limit.attempts > 1:
+            inner = RateLimitTransport(
+                inner, policy=self._rate_limit, limited=self._is_limited, read_all=self._limited
+            )
+        if self._defunct:
+            response_hooks.insert(0, self._check_defunct)
+        return httpx.Client(
+            auth=self.auth,
+            transport=inner,
+            event_hooks={
+                "request": [self.auth.redirect_guard, *request_hooks],
+                "response": response_hooks,
+            },
+            **kwargs,
+        )
+
+    def async_client(self, **httpx_kwargs: Any) -> httpx.AsyncClient:
+        """An ``httpx.AsyncClient`` for this connection; see :meth:`client`.
+
+        Returns:
+            A new client; close it (``async with connection.async_client() as client``).
+
+        Raises:
+            TypeError: ``auth`` was passed.
+            SpecError: ``baseUri`` evaluated to something that is not a URL.
+        """
+        kwargs, request_hooks, response_hooks = self._client_kwargs(httpx_kwargs)
+        inner = kwargs.pop("transport", None) or httpx.AsyncHTTPTransport(
+            **{k: kwargs[k] for k in _TRANSPORT_OPTIONS if k in kwargs}
+        )
+        if self._rate_limit.attempts > 1:
+            inner = AsyncRateLimitTransport(
+                inner, policy=self._rate_limit, limited=self._is_limited, read_all=self._limited
+            )
+        if self._defunct:
+            response_hooks.insert(0, self._acheck_defunct)
+        return httpx.AsyncClient(
+            auth=self.auth,
+            transport=inner,
+            event_hooks={
+                "request": [self.auth.aredirect_guard, *request_hooks],
+                "response": response_hooks,
+            },
+            **kwargs,
+        )
+
+    def test(self) -> bool:
+        """Run the spec's ``test`` method through this connection (refreshing as needed).
+
+        ``rest-api-mapping``: sends the described request; passes on a 2xx response whose
+        ``responseMapping`` (if any) is truthy. ``python``: passes when the function
+        returns a truthy value (it gets ``api_client``, a client of this connection).
+
+        Returns:
+            ``True`` if the test passed, ``False`` if it did not.
+
+        Raises:
+            SpecError: the spec has no ``test`` method, or it is ``javascript``.
+            RefreshError: the credentials could not be refreshed
+                (``ReauthorizationRequired``: the user must reconnect).
+            httpx.HTTPError: the request could not be sent.
+        """
+        method = self._test_method()
+        if method.kind == "python":
+            function = method.function
+            assert function is not None
+            if function.is_async:
+                return bool(call_sync(self._python_test_async, method))
+            with self.client() as client:
+                return bool(function.function(**self._python_kwargs(method, client)))
+        rest = self.connector._tests[id(method)]
+        with self.client() as client:
+            request = rest.build(client, self._variables())
+            response = client.send(request)
+            return rest.passed(response, self._variables())
+
+    async def atest(self) -> bool:
+        """Async :meth:`test` (asyncio or trio); a sync python test runs in a worker thread."""
+        method = self._test_method()
+        if method.kind == "python":
+            function = method.function
+            assert function is not None
+            if function.is_async:
+                return bool(await self._python_test_async(method))
+            return bool(await call_async(self._python_test_sync, method))
+        rest = self.connector._tests[id(method)]
+        async with self.async_client() as client:
+            request = rest.build(client, self._variables())
+            response = await client.send(request)
+            return rest.passed(response, self._variables())
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _variables(self, credentials: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            **self._scope,
+            "credentials": dict(self.auth.credentials if credentials is None else credentials),
+        }
+
+    def _test_method(self) -> Method:
+        method = self._methods.get("test")
+        if method is None:
+            raise self._variant.error("the connector has no test method")
+        if method.kind == "javascript":
+            raise method.javascript_error()
+        return method
+
+    def _python_kwargs(
+        self, method: Method, client: Any, credentials: Mapping[str, Any] | None = None, **more: Any
+    ) -> dict[str, Any]:
+        function = method.function
+        assert function is not None
+        available = {
+            "credentials": dict(self.auth.credentials if credentials is None else credentials),
+            "connector_parameters": dict(self._connector_parameters),
+            "connection_parameters": dict(self._connection_parameters),
+            "api_client": client,
+            **more,
+        }
+        return function.kwargs(available)
+
+    def _python_test_sync(self, method: Method) -> Any:
+        function = method.function
+        assert function is not None
+        with self.client() as client:
+            return function.function(**self._python_kwargs(method, client))
+
+    async def _python_test_async(self, method: Method) -> Any:
+        function = method.function
+        assert function is not None
+        async with self.async_client() as client:
+            return await function.function(**self._python_kwargs(method, client))
+
+    def _client_kwargs(
+        self, httpx_kwargs: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[Any], list[Any]]:
+        kwargs = dict(httpx_kwargs)
+        if "auth" in kwargs:
+            raise TypeError("the connection's client sets auth itself; use connection.auth")
+        hooks = kwargs.pop("event_hooks", None) or {}
+        if "base_url" not in kwargs:
+            base = self.base_url
+            if base is not None:
+                kwargs["base_url"] = base
+        return kwargs, list(hooks.get("request", [])), list(hooks.get("response", []))
+
+    def _refresh_on(self, response: httpx.Response) -> bool:
+        if response.status_code == 401:
+            return True
+        return self._client_spec.matches("access_token_expired", response, self._variables())
+
+    def _is_limited(self, response: httpx.Response) -> bool:
+        if response.status_code == 429:
+            return True
+        return self._limited and self._client_spec.matches(
+            "rate_limit_exceeded", response, self._variables()
+        )
+
+    def _defunct_error(self, response: httpx.Response) -> ReauthorizationRequired | None:
+        if not self._client_spec.matches("connection_is_defunct", response, self._variables()):
+            return None
+        error = ReauthorizationRequired(
+            f"the API reported the connection defunct (HTTP {response.status_code}, "
+            "a connection_is_defunct response handler matched); the user must reconnect",
+            status_code=response.status_code,
+        )
+        self.auth._declare_dead(error)
+        return error
+
+    def _check_defunct(self, response: httpx.Response) -> None:
+        response.read()
+        error = self._defunct_error(response)
+        if error is not None:
+            raise error
+
+    async def _acheck_defunct(self, response: httpx.Response) -> None:
+        await response.aread()
+        error = self._defunct_error(response)
+        if error is not None:
+            raise error
+
+    # -- credentials and refresh ----------------------------------------------------------
+
+    def _plain_client(self, credentials: Mapping[str, Any]) -> httpx.Client:
+        settings = self._apply.settings(credentials)
+        return httpx.Client(base_url=settings.base_uri or "", auth=_StaticAuth(settings))
+
+    def _plain_async_client(self, credentials: Mapping[str, Any]) -> httpx.AsyncClient:
+        settings = self._apply.settings(credentials)
+        return httpx.AsyncClient(base_url=settings.base_uri or "", auth=_StaticAuth(settings))
+
+    def _run_sync(
+        self, method: Method, credentials: Mapping[str, Any], **more: Any
+    ) -> dict[str, Any]:
+        """Run a mapping or python method from sync code; return its mapping result."""
+        if method.kind == "javascript":
+            raise method.javascript_error()
+        if method.kind == "mapping":
+            return _as_mapping(method, _evaluate(method, self._variables(credentials), more))
+        function = method.function
+        assert function is not None
+        if function.is_async:
+            return _as_mapping(method, call_sync(self._run_python_async, method, credentials, more))
+        if "api_client" in function.accepts:
+            with self._plain_client(credentials) as client:
+                result = function.function(
+                    **self._python_kwargs(method, client, credentials, **more)
+                )
+        else:
+            result = function.function(**self._python_kwargs(method, None, credentials, **more))
+        return _as_mapping(method, result)
+
+    async def _run_async(
+        self, method: Method, credentials: Mapping[str, Any], **more: Any
+    ) -> dict[str, Any]:
+        """Run a mapping or python method from async code (sync python: worker thread)."""
+        if method.kind != "python":
+            return self._run_sync(method, credentials, **more)
+        function = method.function
+        assert function is not None
+        if function.is_async:
+            return _as_mapping(method, await self._run_python_async(method, credentials, more))
+        return await call_async(self._run_sync, method, credentials, **more)  # type: ignore[no-any-return]
+
+    async def _run_python_async(
+        self, method: Method, credentials: Mapping[str, Any], more: dict[str, Any]
+    ) -> Any:
+        function = method.function
+        assert function is not None
+        if "api_client" in function.accepts:
+            async with self._plain_async_client(credentials) as client:
+                kwargs = self._python_kwargs(method, client, credentials, **more)
+                return await function.function(**kwargs)
+        return await function.function(**self._python_kwargs(method, None, credentials, **more))
+
+    def _initial_credentials(self) -> dict[str, Any]:
+        method = self._methods.get("getCredentialsFromConnectionParameters")
+        if method is None:
+            return dict(self._connection_parameters)
+        return self._run_sync(method, {})
+
+    def _refresher(self) -> tuple[Any, bool]:
+        """The refresher for ``RefreshAuth`` and whether it can ever produce a token."""
+        custom = self._methods.get("refreshCredentials")
+        if custom is not None:
+            if custom.kind == "python":
+                assert custom.function is not None
+                if custom.function.is_async:
+                    return self._arefresh_custom, True
+                return self._refresh_custom, True
+            return self._refresh_custom, True
+        if self.auth_type == "oauth2":
+            for name in ("getOAuthConfig", "getCredentialsFromRefreshTokenResponse"):
+                method = self._methods.get(name)
+                if method is not None and method.kind == "javascript":
+                    raise method.javascript_error()
+            return _OAuth2(self), True
+        return _no_refresh, False
+
+    def _refresh_custom(self, *, credentials: Mapping[str, Any], **_: Any) -> dict[str, Any]:
+        return self._run_sync(self._methods["refreshCredentials"], credentials)
+
+    async def _arefresh_custom(self, *, credentials: Mapping[str, Any], **_: Any) -> dict[str, Any]:
+        return await self._run_async(self._methods["refreshCredentials"], credentials)
+
+
+def _evaluate(method: Method, variables: dict[str, Any], more: dict[str, Any]) -> Any:
+    compiled: Compiled | None = method.compiled
+    assert compiled is not None
+    if "token_response" in more:
+        variables = {**variables, "tokenResponse": more["token_response"]}
+    return compiled.evaluate(variables)
+
+
+def _as_mapping(method: Method, result: Any) -> dict[str, Any]:
+    if isinstance(result, Mapping):
+        return {k: v for k, v in result.items() if v is not UNDEFINED}
+    if method.function is not None:
+        raise method.function.error(
+            f"{method.function.function.__name__}() returned {type(result).__name__}, "
+            "expected a mapping"
+        )
+    kind = "nothing" if result is UNDEFINED else type(result).__name__
+    raise method.error(f"{method.name} evaluated to {kind}, expected a mapping")
+
+
+def _no_refresh(**_: Any) -> dict[str, Any]:
+    raise ReauthorizationRequired(
+        "the API rejected the credentials and the connector defines no refreshCredentials; "
+        "the user must reconnect"
+    )
+
+
+class _OAuth2:
+    """The standard oauth2 refresh: RFC 6749 section 6 with ``getOAuthConfig``'s settings.
+
+    ``getOAuthConfig`` is evaluated for every refresh (its result may depend on the
+    parameters); ``getCredentialsFromRefreshTokenResponse``, when present, turns the
+    token response into the credentials to merge (its fields are added to the response's).
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._cached: tuple[tuple[Any, ...], OAuth2Refresh] | None = None
+
+    def __repr__(self) -> str:
+        return "<oauth2 refresh from getOAuthConfig>"
+
+    def _grant(self, config: Mapping[str, Any]) -> OAuth2Refresh:
+        method = self._connection._methods["getOAuthConfig"]
+
+        def fail(message: str) -> SpecError:
+            if method.function is not None:
+                return method.function.error(f"get_oauth_config() {message}")
+            return method.error(f"getOAuthConfig {message}")
+
+        token_uri = config.get("tokenUri")
+        if not isinstance(token_uri, str) or not token_uri:
+            raise fail("gave no tokenUri")
+        url = httpx.URL(token_uri)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise fail("tokenUri is not an absolute http(s) URL")
+        client_id, client_secret = config.get("clientId"), config.get("clientSecret")
+        if not isinstance(client_id, str) or not client_id:
+            raise fail("gave no clientId")
+        if client_secret is not None and not isinstance(client_secret, str):
+            raise fail("clientSecret is not a string")
+        location = config.get("clientAuthLocation", "headers")
+        if location not in ("headers", "header", "body"):
+            raise fail(f"clientAuthLocation must be headers or body, got {location!r}")
+        client_auth: Literal["basic", "body"] = "body" if location == "body" else "basic"
+        key = (token_uri, client_id, client_secret, client_auth)
+        cached = self._cached
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        grant = OAuth2Refresh(
+            token_uri, client_id=client_id, client_secret=client_secret, client_auth=client_auth
+        )
+        self._cached = (key, grant)
+        return grant
+
+    @staticmethod
+    def _no_refresh_token(config: Mapping[str, Any]) -> None:
+        if config.get("noRefreshToken") is True:
+            raise ReauthorizationRequired(
+                "the connector's API issues no refresh tokens (noRefreshToken); the access "
+                "token was rejected and the user must reconnect"
+            )
+
+    def __call__(
+        self,
+        *,
+        credentials: Mapping[str, Any],
+        connector_parameters: Mapping[str, Any],
+        connection_parameters: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        connection = self._connection
+        config = connection._run_sync(connection._methods["getOAuthConfig"], credentials)
+        self._no_refresh_token(config)
+        token = self._grant(config)(
+            credentials=credentials,
+            connector_parameters=connector_parameters,
+            connection_parameters=connection_parameters,
+        )
+        extract = connection._methods.get("getCredentialsFromRefreshTokenResponse")
+        if extract is None:
+            return dict(token)
+        extra = connection._run_sync(extract, credentials, token_response=dict(token))
+        return {**token, **extra}
+
+    async def acall(
+        self,
+        *,
+        credentials: Mapping[str, Any],
+        connector_parameters: Mapping[str, Any],
+        connection_parameters: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        connection = self._connection
+        config = await connection._run_async(connection._methods["getOAuthConfig"], credentials)
+        self._no_refresh_token(config)
+        token = await self._grant(config).acall(
+            credentials=credentials,
+            connector_parameters=connector_parameters,
+            connection_parameters=connection_parameters,
+        )
+        extract = connection._methods.get("getCredentialsFromRefreshTokenResponse")
+        if extract is None:
+            return dict(token)
+        extra = await connection._run_async(extract, credentials, token_response=dict(token))
+        return {**token, **extra}

@@ -1,0 +1,133 @@
+"""Read YAML with a safe loader and remember the line of every key (for ``SpecError``)."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .._exceptions import SpecError
+
+__all__ = ["Document", "KeyPath", "dotted", "load_yaml"]
+
+KeyPath = tuple[str | int, ...]
+
+
+def dotted(path: KeyPath) -> str:
+    """``("auth", "options", "a", 0)`` -> ``"auth.options.a[0]"``."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text = f"{text}.{part}" if text else str(part)
+    return text
+
+
+class Document:
+    """One parsed YAML file: its plain data and the 1-based line of each key path.
+
+    Args:
+        file: the path shown in errors.
+        data: the parsed value (dicts, lists, scalars).
+        lines: key path -> 1-based line where that key (or item) starts.
+    """
+
+    __slots__ = ("data", "file", "lines")
+
+    def __init__(self, file: str, data: Any, lines: dict[KeyPath, int]) -> None:
+        self.file = file
+        self.data = data
+        self.lines = lines
+
+    def line(self, path: KeyPath) -> int | None:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        while True:
+            if path in self.lines:
+                return self.lines[path]
+            if not path:
+                return None
+            path = path[:-1]
+
+    def error(self, message: str, path: KeyPath) -> SpecError:
+        """A ``SpecError`` at ``path`` in this file."""
+        return SpecError(message, file=self.file, line=self.line(path), key=dotted(path) or None)
+
+
+def load_yaml(path: Path, *, display: str | None = None) -> Document:
+    """Parse ``path`` with ``yaml.SafeLoader`` (no tags that build objects or run code).
+
+    Args:
+        path: the YAML file.
+        display: how to name the file in errors (default ``str(path)``).
+
+    Returns:
+        The :class:`Document`.
+
+    Raises:
+        SpecError: the file cannot be read, is not UTF-8, is not valid YAML, uses a tag the
+            safe loader refuses, or repeats a key in one mapping.
+    """
+    file = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError("file not found", file=file) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"not UTF-8 text ({exc.reason})", file=file) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read the file ({exc.strerror})", file=file) from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        lines: dict[KeyPath, int] = {}
+        data = _build(loader, node, (), lines, file) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise SpecError(
+            f"invalid YAML: {problem}", file=file, line=mark.line + 1 if mark else None
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"invalid YAML: {exc}", file=file) from None
+    finally:
+        loader.dispose()
+    return Document(file, data, lines)
+
+
+def _build(
+    loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], file: str
+) -> Any:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # YAML merge keys (<<)
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable) or isinstance(key, (list, dict)):
+                raise SpecError(
+                    "a mapping key must be a plain value",
+                    file=file,
+                    line=key_node.start_mark.line + 1,
+                    key=dotted(path) or None,
+                )
+            key = str(key) if not isinstance(key, str) else key
+            child = (*path, key)
+            if key in result:
+                raise SpecError(
+                    f"key {key!r} appears twice",
+                    file=file,
+                    line=key_node.start_mark.line + 1,
+                    key=dotted(child),
+                )
+            lines[child] = key_node.start_mark.line + 1
+            result[key] = _build(loader, value_node, child, lines, file)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _build(loader, item, (*path, index), lines, file)
+            for index, item in enumerate(node.value)
+        ]
+    return loader.construct_object(node, deep=True)
