@@ -20,6 +20,7 @@ are imported only when a provider starts, so ``import httpx_refresh`` never need
 
 from ._provider import (
     CONNECTIONS_PER_CLIENT,
+    DEFAULT_API_KEY,
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_PORT,
@@ -54,6 +55,7 @@ __all__ = [
     "ServedApp",
     "serve_asgi",
     "CONNECTIONS_PER_CLIENT",
+    "DEFAULT_API_KEY",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
     "DEFAULT_PORT",

@@ -32,6 +32,7 @@ __all__ = [
     "ServedApp",
     "serve_asgi",
     "CONNECTIONS_PER_CLIENT",
+    "DEFAULT_API_KEY",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
     "DEFAULT_PORT",
@@ -51,6 +52,8 @@ DEFAULT_CLIENT_ID = "demo-client"
 #: form-urlencodes it first (RFC 6749 section 2.3.1).
 DEFAULT_CLIENT_SECRET = "demo+secret:42%"
 DEFAULT_PORT = 8765
+#: What ``POST /session`` accepts in ``X-API-Key`` (the session-token connector example).
+DEFAULT_API_KEY = "demo-api-key"
 #: Access-token lifetime in seconds; the default demo runs for about 3.6 of them.
 DEFAULT_TTL = 2.0
 #: Seconds the token endpoint waits before answering, so that concurrent requests pile up.
@@ -68,7 +71,7 @@ REQUEST_TIMEOUT = 30.0
 #: of the CPU on bookkeeping; the async demo therefore spreads the connections over several
 #: clients sharing the one RefreshAuth (which also shows single-flight across clients).
 CONNECTIONS_PER_CLIENT = 25
-GRANTS = ("refresh_token", "client_credentials")
+GRANTS = ("refresh_token", "client_credentials", "session")
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -182,6 +185,11 @@ class DemoProvider:
       ``Authorization: Bearer <valid unexpired access token>``, else 401 with
       ``WWW-Authenticate: Bearer`` (RFC 6750 section 3; ``error="invalid_token"`` when a token
       was presented).
+    - ``POST /session``: exchanges the API key (``X-API-Key`` header) for a short-lived session
+      token (``{"session_token", "expires_in"}``); a wrong key answers 401. The API accepts a
+      session token in ``X-Session-Token`` (instead of ``Authorization``); an unknown or
+      expired one answers 403 ``{"error": {"code": "SESSION_EXPIRED"}}``, the way some APIs
+      report an expired session without a 401.
     - ``POST /admin/revoke``: revokes every access token (client authentication required).
     - ``POST /dev/connect``: issues a new grant (access and refresh token) to the authenticated
       client, as if its user had just connected.
@@ -201,6 +209,7 @@ class DemoProvider:
         token_latency: seconds the token endpoint waits before handling each request.
         reject_refreshes: answer every ``refresh_token`` grant with 400 ``invalid_grant``
             (to show how a dead grant is reported).
+        api_key: the API key that ``POST /session`` accepts.
         host: interface to listen on.
         port: TCP port; 0 picks a free one.
         clock: monotonic seconds, for expiry (tests may inject a fake clock).
@@ -217,6 +226,7 @@ class DemoProvider:
         client_secret: str = DEFAULT_CLIENT_SECRET,
         token_latency: float = 0.0,
         reject_refreshes: bool = False,
+        api_key: str = DEFAULT_API_KEY,
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Callable[[], float] = time.monotonic,
@@ -230,6 +240,7 @@ class DemoProvider:
         self._client_secret = client_secret
         self.token_latency = float(token_latency)
         self.reject_refreshes = reject_refreshes
+        self._api_key = api_key
         self.host = host
         self.port = port
         self._clock = clock
@@ -252,6 +263,11 @@ class DemoProvider:
             f"<DemoProvider url={self.url or None!r} ttl={self.ttl:g} "
             f"client_id={self.client_id!r} client_secret='***'>"
         )
+
+    @property
+    def api_key(self) -> str:
+        """The API key ``POST /session`` accepts (a demo value; kept out of ``repr()``)."""
+        return self._api_key
 
     @property
     def client_secret(self) -> str:
@@ -374,6 +390,7 @@ class DemoProvider:
                 Route("/token", self._token, methods=["POST"]),
                 Route("/api/items", self._items, methods=["GET"]),
                 Route("/api/echo", self._echo, methods=["POST"]),
+                Route("/session", self._session, methods=["POST"]),
                 Route("/admin/revoke", self._admin_revoke, methods=["POST"]),
                 Route("/dev/connect", self._dev_connect, methods=["POST"]),
                 Route("/introspect", self._introspect, methods=["POST"]),
@@ -488,8 +505,35 @@ class DemoProvider:
             return self._oauth_error(reject)
         return self._json(body, headers=_NO_STORE)
 
+    async def _session(self, request: Request) -> Response:
+        with self._lock:
+            self._token_calls["session"] += 1
+        if self.token_latency:
+            await anyio.sleep(self.token_latency)
+        key = request.headers.get("x-api-key", "")
+        if not hmac.compare_digest(key.encode(), self._api_key.encode()):
+            return self._json({"error": {"code": "INVALID_API_KEY"}}, 401)
+        with self._lock:
+            issued = self._issue(None, "api-key", with_refresh=False)
+        return self._json(
+            {"session_token": issued["access_token"], "expires_in": issued["expires_in"]},
+            headers=_NO_STORE,
+        )
+
     def _bearer(self, request: Request) -> Response | None:
-        """Check the bearer token (RFC 6750); return the 401 to send, or ``None`` if it is valid."""
+        """Check the bearer token (RFC 6750), or an ``X-Session-Token``; return the error
+        response to send, or ``None`` if the token is valid."""
+        session = request.headers.get("x-session-token")
+        if session is not None:
+            valid = self._access_valid(session)
+            with self._lock:
+                if valid:
+                    self._api_successes += 1
+                else:
+                    self._api_unauthorized += 1
+            if valid:
+                return None
+            return self._json({"error": {"code": "SESSION_EXPIRED"}}, 403)
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         token = token.strip()

@@ -711,6 +711,7 @@ def serve_forever(
             f"  client secret   {provider.client_secret}\n"
             f"  API             {url}/api/items, {url}/api/echo\n"
             f"  new grant       POST {url}/dev/connect (client credentials in the body)\n"
+            f"  API key         {provider.api_key} (POST {url}/session for a session token)\n"
             f"try:  python examples/sync_threads.py --url {url}\n"
             f"      python examples/async_script.py --url {url}\n"
             "Ctrl-C to stop\n"

@@ -304,11 +304,11 @@ def load_spec(path: str | os.PathLike[str]) -> ConnectorSpec:
     for variant in ([top] if top is not None else []) + list(options.values()):
         _check_variant(variant)
     connector_name = str(data.get("name") or data.get("key") or root.name)
-    key = data.get("key")
+    connector_key = data.get("key")
     return ConnectorSpec(
         spec_path,
         name=connector_name,
-        key=None if key is None else str(key),
+        key=None if connector_key is None else str(connector_key),
         parameters_schema=parameters_schema,
         top=top,
         options=options,
