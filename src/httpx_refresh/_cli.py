@@ -4,9 +4,9 @@ Subcommands:
 
 - ``demo``: run the embedded OAuth 2.0 provider and drive thousands of requests through one
   ``RefreshAuth`` across token expiries and a revocation (``--serve``: only run the provider).
+- ``check``, ``request``, ``test``: connector specs (``_cli_spec``, which lists the exit codes).
 
-Each subcommand is a function ``(args) -> int`` registered in :func:`build_parser`; more
-(``check``, ``request``, ``test``) plug in the same way.
+Each subcommand is a function ``(args) -> int`` registered in :func:`build_parser`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 
 from . import __version__, _demo
+from ._cli_spec import add_spec_commands
 
 __all__ = ["build_parser", "main"]
 
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not show the progress line on stderr (it is off when stderr is not a terminal)",
     )
     demo.set_defaults(handler=_demo_command)
+    add_spec_commands(commands)
     return parser
 
 
@@ -195,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns:
         The exit code: 0 on success, 1 when a command's check failed, 2 for a usage error
-        or a missing optional dependency, 130 when interrupted.
+        or a missing optional dependency, 3 for an invalid connector spec, 4 when the user
+        must reconnect, 5 when a refresh or request failed, 130 when interrupted.
     """
     parser = build_parser()
     try:
@@ -204,4 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 2)
     handler: Handler = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
