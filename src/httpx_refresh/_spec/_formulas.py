@@ -9,7 +9,10 @@ formula reference): ``$var``, ``$concat``, ``$tpl``, ``$eval`` with ``is``, ``is
 
 Formulas only look values up, compare and join them: nothing in a spec can run code.
 A ``$var`` path that leads nowhere evaluates to :data:`UNDEFINED`, and a mapping key whose
-value is undefined is dropped (as JavaScript drops ``undefined`` when it serialises).
+value is undefined is dropped (as JavaScript drops ``undefined`` when it serialises). A
+``$concat`` or ``$tpl`` with an undefined member is undefined too, so that a header such as
+``Bearer <token>`` is left out rather than sent half-built; wrap an optional member in
+``$firstNotEmpty: [..., ""]``.
 """
 
 from __future__ import annotations
@@ -321,10 +324,9 @@ class _Compiler:
 
         def concat(scope: Scope) -> Any:
             values = [part(scope) for part in parts]
-            present = [_text(value) for value in values if value is not UNDEFINED]
-            if not present and values:
-                return UNDEFINED
-            return delimiter.join(present)
+            if any(value is UNDEFINED for value in values):
+                return UNDEFINED  # never "Bearer " with the token missing: drop the key
+            return delimiter.join(_text(value) for value in values)
 
         return concat
 
@@ -351,7 +353,13 @@ class _Compiler:
         def tpl(scope: Scope) -> Any:
             out = []
             for index, piece in enumerate(pieces):
-                out.append(_text(values[piece](scope)) if index % 2 else piece)
+                if index % 2:
+                    value = values[piece](scope)
+                    if value is UNDEFINED:
+                        return UNDEFINED  # as $concat: nothing half-built
+                    out.append(_text(value))
+                else:
+                    out.append(piece)
             return "".join(out)
 
         return tpl

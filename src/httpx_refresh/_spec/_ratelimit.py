@@ -71,9 +71,11 @@ class _Policy:
             "reraise": True,
         }
 
-    def check(self, request: httpx.Request, response: httpx.Response) -> httpx.Response:
+    def check(
+        self, request: httpx.Request, response: httpx.Response, resendable: bool
+    ) -> httpx.Response:
         """Return ``response``, or raise ``_RateLimited`` to send the request again."""
-        if not self.limited(response) or not _resendable(request):
+        if not resendable or not self.limited(response):
             return response
         retry_after = _retry_after(response)
         if retry_after is not None and retry_after > self.policy.wait_max:
@@ -108,12 +110,13 @@ class RateLimitTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         policy = self._policy
+        resendable = _resendable(request)  # decided before the body is consumed
 
         def attempt() -> httpx.Response:
             response = self._inner.handle_request(request)
             if policy.needs_body(response):
                 response.read()
-            return policy.check(request, response)
+            return policy.check(request, response, resendable)
 
         try:
             return tenacity.Retrying(**policy.kwargs())(attempt)
@@ -140,12 +143,13 @@ class AsyncRateLimitTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         policy = self._policy
+        resendable = _resendable(request)  # decided before the body is consumed
 
         async def attempt() -> httpx.Response:
             response = await self._inner.handle_async_request(request)
             if policy.needs_body(response):
                 await response.aread()
-            return policy.check(request, response)
+            return policy.check(request, response, resendable)
 
         try:
             return await tenacity.AsyncRetrying(sleep=anyio.sleep, **policy.kwargs())(attempt)
