@@ -501,9 +501,11 @@ def test_oauth2_no_refresh_token_means_reconnect(
     _patch_token_transport(monkeypatch, provider)
     connection, _ = oauth_connection(tmp_path, provider, noRefreshToken=True)
     provider.valid = set()
-    with connection.client(transport=httpx.MockTransport(provider)) as client:
-        with pytest.raises(hr.ReauthorizationRequired, match="noRefreshToken"):
-            client.get("/x")
+    with (
+        connection.client(transport=httpx.MockTransport(provider)) as client,
+        pytest.raises(hr.ReauthorizationRequired, match="noRefreshToken"),
+    ):
+        client.get("/x")
     assert provider.token_calls == []
 
 
@@ -580,11 +582,13 @@ def test_client_credentials_from_connection_parameters_mapping(tmp_path: Path) -
         seen.append(request)
         return httpx.Response(401 if len(seen) == 1 else 200)
 
-    with connection.client(transport=httpx.MockTransport(handler)) as client:
-        # No refreshCredentials: a rejection means the key is dead (and no proactive
-        # refresh before the first request: there is no access_token to wait for).
-        with pytest.raises(hr.ReauthorizationRequired, match="refreshCredentials"):
-            client.get("/x")
+    # No refreshCredentials: a rejection means the key is dead (and no proactive refresh
+    # before the first request: there is no access_token to wait for).
+    with (
+        connection.client(transport=httpx.MockTransport(handler)) as client,
+        pytest.raises(hr.ReauthorizationRequired, match="refreshCredentials"),
+    ):
+        client.get("/x")
     assert seen[0].headers["x-api-key"] == "k1"
     assert len(seen) == 1
 
@@ -681,7 +685,8 @@ def test_javascript_method_is_a_clear_spec_error(tmp_path: Path) -> None:
     connector = hr.load_connector(path)  # loading works: the spec is valid
     with pytest.raises(hr.SpecError, match="javascript") as caught:
         connector.connect(connection_parameters={})
-    assert caught.value.file is not None and caught.value.file.endswith("spec.yml")
+    assert caught.value.file is not None
+    assert caught.value.file.endswith("spec.yml")
     assert caught.value.line == 3
     assert caught.value.key == "auth.refreshCredentials"
 
