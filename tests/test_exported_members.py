@@ -15,9 +15,9 @@ import httpx_refresh
 
 PUBLIC = sorted(httpx_refresh.__all__)
 # The names DESIGN.md fixes ("Public API (these names are fixed)") that exist so far.
-# The connector loader (issue 4) and the credential stores (issue 5) add
-# "load_connector", "MemoryStore", "FileStore" and "RedisStore" here when they land.
+# The credential stores (issue 5) add "MemoryStore", "FileStore" and "RedisStore" here.
 DESIGN_NAMES = {
+    "load_connector",
     "RefreshAuth",
     "OAuth2Refresh",
     "ClientCredentialsRefresh",
