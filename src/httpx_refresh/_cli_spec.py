@@ -127,11 +127,17 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
 
 def _pairs(items: list[str] | None, separator: str, what: str) -> list[tuple[str, str]]:
     pairs = []
-    for item in items or []:
+    for number, item in enumerate(items or [], start=1):
         name, found, value = item.partition(separator)
-        if not found or not name.strip():
-            raise _UsageError(f"{what} must look like NAME{separator}VALUE, got {item!r}")
-        pairs.append((name.strip(), value.strip() if separator == ":" else value))
+        name = name.strip()
+        # The value is never echoed: it may be a token.
+        if not found or not name:
+            raise _UsageError(
+                f"{what} #{number} must look like NAME{separator}VALUE (no {separator!r} found)"
+            )
+        if separator == ":" and not all(33 <= ord(c) <= 126 for c in name):
+            raise _UsageError(f"{what} #{number}: the header name is not a valid token")
+        pairs.append((name, value.strip() if separator == ":" else value))
     return pairs
 
 

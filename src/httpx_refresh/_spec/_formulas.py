@@ -366,6 +366,11 @@ class _Compiler:
 
     def eval_(self, value: dict[str, Any], path: KeyPath) -> Evaluator:
         operators = [key for key in value if key != "$eval"]
+        if len(operators) == 1 and operators[0] not in OPERATORS:
+            raise self.error(
+                f"unknown $eval operator {operators[0]!r} (known: {', '.join(OPERATORS)})",
+                (*path, operators[0]),
+            )
         if len(operators) != 1 or operators[0] not in OPERATORS:
             found = ", ".join(operators) or "none"
             raise self.error(

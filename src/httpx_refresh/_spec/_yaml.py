@@ -101,6 +101,18 @@ def _build(
     loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], file: str
 ) -> Any:
     lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in (
+        "tag:yaml.org,2002:map",
+        "tag:yaml.org,2002:seq",
+    ):
+        # The safe loader refuses such tags on scalars by itself; mappings and lists are
+        # walked here, so refuse them here too (nothing is ever constructed from a tag).
+        raise SpecError(
+            f"invalid YAML: the tag {node.tag!r} is not allowed",
+            file=file,
+            line=node.start_mark.line + 1,
+            key=dotted(path) or None,
+        )
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # YAML merge keys (<<)
         result: dict[str, Any] = {}
