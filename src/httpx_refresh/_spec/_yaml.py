@@ -13,6 +13,8 @@ from .._exceptions import SpecError
 __all__ = ["Document", "KeyPath", "dotted", "load_yaml"]
 
 KeyPath = tuple[str | int, ...]
+MAX_VALUES = 100_000
+MAX_DEPTH = 100
 
 
 def dotted(path: KeyPath) -> str:
@@ -92,6 +94,8 @@ def load_yaml(path: Path, *, display: str | None = None) -> Document:
         ) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", file=file) from None
+    except RecursionError:
+        raise SpecError("the YAML is nested too deeply", file=file) from None
     finally:
         loader.dispose()
     return Document(file, data, lines)
@@ -101,6 +105,15 @@ def _build(
     loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], file: str
 ) -> Any:
     lines.setdefault(path, node.start_mark.line + 1)
+    if len(lines) > MAX_VALUES or len(path) > MAX_DEPTH:
+        # Aliases expand (a "billion laughs" document would never end) and formulas are
+        # compiled recursively: a spec is small, so refuse anything this big.
+        raise SpecError(
+            f"the YAML is too large: more than {MAX_VALUES} values or {MAX_DEPTH} levels of "
+            "nesting (aliases expanded)",
+            file=file,
+            line=node.start_mark.line + 1,
+        )
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in (
         "tag:yaml.org,2002:map",
         "tag:yaml.org,2002:seq",
