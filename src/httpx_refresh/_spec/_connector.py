@@ -381,25 +381,7 @@ class Connection:
             TypeError: ``auth`` was passed.
             SpecError: ``baseUri`` evaluated to something that is not a URL.
         """
-        kwargs, request_hooks, response_hooks = self._client_kwargs(httpx_kwargs)
-        inner = kwargs.pop("transport", None) or httpx.HTTPTransport(
-            **{k: kwargs[k] for k in _TRANSPORT_OPTIONS if k in kwargs}
-        )
-        if self._rate_limit.attempts > 1:
-            inner = RateLimitTransport(
-                inner, policy=self._rate_limit, limited=self._is_limited, read_all=self._limited
-            )
-        if self._defunct:
-            response_hooks.insert(0, self._check_defunct)
-        return httpx.Client(
-            auth=self.auth,
-            transport=inner,
-            event_hooks={
-                "request": [self.auth.redirect_guard, *request_hooks],
-                "response": response_hooks,
-            },
-            **kwargs,
-        )
+        return httpx.Client(**self._client_kwargs(httpx_kwargs, is_async=False))
 
     def async_client(self, **httpx_kwargs: Any) -> httpx.AsyncClient:
         """An ``httpx.AsyncClient`` for this connection; see :meth:`client`.
@@ -411,25 +393,7 @@ class Connection:
             TypeError: ``auth`` was passed.
             SpecError: ``baseUri`` evaluated to something that is not a URL.
         """
-        kwargs, request_hooks, response_hooks = self._client_kwargs(httpx_kwargs)
-        inner = kwargs.pop("transport", None) or httpx.AsyncHTTPTransport(
-            **{k: kwargs[k] for k in _TRANSPORT_OPTIONS if k in kwargs}
-        )
-        if self._rate_limit.attempts > 1:
-            inner = AsyncRateLimitTransport(
-                inner, policy=self._rate_limit, limited=self._is_limited, read_all=self._limited
-            )
-        if self._defunct:
-            response_hooks.insert(0, self._acheck_defunct)
-        return httpx.AsyncClient(
-            auth=self.auth,
-            transport=inner,
-            event_hooks={
-                "request": [self.auth.aredirect_guard, *request_hooks],
-                "response": response_hooks,
-            },
-            **kwargs,
-        )
+        return httpx.AsyncClient(**self._client_kwargs(httpx_kwargs, is_async=True))
 
     def test(self) -> bool:
         """Run the spec's ``test`` method through this connection (refreshing as needed).
@@ -518,9 +482,8 @@ class Connection:
         async with self.async_client() as client:
             return await function.function(**self._python_kwargs(method, client))
 
-    def _client_kwargs(
-        self, httpx_kwargs: dict[str, Any]
-    ) -> tuple[dict[str, Any], list[Any], list[Any]]:
+    def _client_kwargs(self, httpx_kwargs: dict[str, Any], *, is_async: bool) -> dict[str, Any]:
+        """The constructor arguments of :meth:`client` / :meth:`async_client`."""
         kwargs = dict(httpx_kwargs)
         if "auth" in kwargs:
             raise TypeError("the connection's client sets auth itself; use connection.auth")
@@ -529,7 +492,28 @@ class Connection:
             base = self.base_url
             if base is not None:
                 kwargs["base_url"] = base
-        return kwargs, list(hooks.get("request", [])), list(hooks.get("response", []))
+        options = {k: kwargs[k] for k in _TRANSPORT_OPTIONS if k in kwargs}
+        inner: Any = kwargs.pop("transport", None) or (
+            httpx.AsyncHTTPTransport(**options) if is_async else httpx.HTTPTransport(**options)
+        )
+        if self._rate_limit.attempts > 1:
+            wrapper = AsyncRateLimitTransport if is_async else RateLimitTransport
+            inner = wrapper(
+                inner, policy=self._rate_limit, limited=self._is_limited, read_all=self._limited
+            )
+        defunct = (
+            [self._acheck_defunct if is_async else self._check_defunct] if self._defunct else []
+        )
+        guard = self.auth.aredirect_guard if is_async else self.auth.redirect_guard
+        return {
+            **kwargs,
+            "auth": self.auth,
+            "transport": inner,
+            "event_hooks": {
+                "request": [guard, *hooks.get("request", [])],
+                "response": [*defunct, *hooks.get("response", [])],
+            },
+        }
 
     def _refresh_on(self, response: httpx.Response) -> bool:
         if response.status_code == 401:

@@ -175,12 +175,24 @@ def _compare(operator: str, left: Any, right: Any) -> bool:
     if operator in ("oneOf", "noneOf"):
         found = isinstance(right, list) and any(_equal(left, item) for item in right)
         return found if operator == "oneOf" else not found
-    # gt, gte, lt, lte: numbers (numeric strings count), otherwise false.
-    try:
-        a, b = float(left), float(right)
-    except (TypeError, ValueError):
+    # gt, gte, lt, lte: numbers (decimal numeric strings count), otherwise false.
+    a, b = _number(left), _number(right)
+    if a is None or b is None:
         return False
     return {"gt": a > b, "gte": a >= b, "lt": a < b, "lte": a <= b}[operator]
+
+
+_NUMERIC = re.compile(r"\s*-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if value == value and abs(value) != float("inf") else None
+    if isinstance(value, str) and _NUMERIC.fullmatch(value):
+        return float(value)
+    return None
 
 
 class Compiled:
@@ -449,11 +461,12 @@ class _Compiler:
         parts = [self.value(item, (*path, index)) for index, item in enumerate(argument)]
 
         def first(scope: Scope) -> Any:
+            value: Any = UNDEFINED
             for part in parts:
                 value = part(scope)
                 if not is_empty(value):
                     return value
-            return UNDEFINED
+            return value  # all empty: the last one (so [..., ""] gives "")
 
         return first
 

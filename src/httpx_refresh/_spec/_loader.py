@@ -277,7 +277,14 @@ def load_spec(path: str | os.PathLike[str]) -> ConnectorSpec:
                     if isinstance(raw, bool)
                     else compile_value(raw, document, (*here, "enabled"), roots=_COMMON_ROOTS)
                 )
-            methods = {**top_methods, **_methods(document, option, here, root, display_root)}
+            own = _methods(document, option, here, root, display_root)
+            # An option's own declaration wins, including implementationType: not-supported.
+            dropped = {name for name in METHODS if name in option} - set(own)
+            methods = {
+                name: method
+                for name, method in {**top_methods, **own}.items()
+                if name not in dropped
+            }
             title = option.get("title")
             options[str(option_key)] = AuthVariant(
                 str(option_key),

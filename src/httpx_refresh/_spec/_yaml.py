@@ -127,9 +127,12 @@ def _build(
             key=dotted(path) or None,
         )
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # YAML merge keys (<<)
+        explicit = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+        loader.flatten_mapping(node)  # YAML merge keys (<<): merged pairs first, then our own
+        first_own = len(node.value) - explicit
         result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
+        own: set[str] = set()
+        for position, (key_node, value_node) in enumerate(node.value):
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, Hashable) or isinstance(key, (list, dict)):
                 raise SpecError(
@@ -140,13 +143,15 @@ def _build(
                 )
             key = str(key) if not isinstance(key, str) else key
             child = (*path, key)
-            if key in result:
+            if position >= first_own and key in own:  # a merged key may be overridden
                 raise SpecError(
                     f"key {key!r} appears twice",
                     file=file,
                     line=key_node.start_mark.line + 1,
                     key=dotted(child),
                 )
+            if position >= first_own:
+                own.add(key)
             lines[child] = key_node.start_mark.line + 1
             result[key] = _build(loader, value_node, child, lines, file)
         return result
