@@ -524,6 +524,10 @@ USAGE_CASES = [
     "malformed-param",
     "missing-required-parameter",
     "missing-data-file",
+    "negative-timeout",
+    "nan-timeout",
+    "spec-path-missing",
+    "relative-path-without-base-uri",
 ]
 
 
@@ -559,7 +563,21 @@ def test_exit2_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path, 
         write_json(parameters, {"clientId": "demo-client", "apiBaseUri": server})
     elif case == "missing-data-file":
         extra = ["--data", f"@{tmp_path / 'no-body.json'}"]
-    argv: list[str | Path] = ["request", ACME, "--connector-parameters", parameters]
+    elif case == "negative-timeout":
+        extra = ["--timeout", "-1"]
+    elif case == "nan-timeout":
+        extra = ["--timeout", "nan"]
+    spec_path: Path = ACME
+    if case == "spec-path-missing":
+        spec_path = tmp_path / "no-such-connector"
+    elif case == "relative-path-without-base-uri":
+        spec_path = tmp_path / "spec.yml"
+        spec_path.write_text(
+            "auth:\n  type: client-credentials\n  makeApiClient:\n    type: mapping\n"
+            "    mapping:\n      headers: {X-Key: {$var: credentials.key}}\n",
+            encoding="utf-8",
+        )
+    argv: list[str | Path] = ["request", spec_path, "--connector-parameters", parameters]
     if case == "oauth2-credentials-file-missing":
         argv += ["--credentials", tmp_path / "absent.json"]
     elif case != "oauth2-without-credentials":
@@ -567,8 +585,17 @@ def test_exit2_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path, 
     code, out, err = cli(capsys, *argv, "GET", "/api/items", *extra)
     assert code == 2, err
     assert out == ""
-    assert err.startswith("httpx-refresh: ")
+    assert err.startswith(("httpx-refresh: ", "usage: httpx-refresh"))
     assert_clean(out + err, [secret, token, refresh])
+    expected = {
+        "oauth2-credentials-file-missing": "absent.json does not exist",
+        "negative-timeout": "must be a positive number of seconds",
+        "nan-timeout": "must be a positive number of seconds",
+        "spec-path-missing": "no such spec file or connector directory",
+        "relative-path-without-base-uri": "gives no baseUri: pass a full URL",
+    }.get(case)
+    if expected is not None:
+        assert expected in err
 
 
 # -- exit 3: invalid spec ---------------------------------------------------------------------
@@ -711,7 +738,8 @@ def test_exit4_subprocess_no_traceback(tmp_path: Path) -> None:
 def test_exit5_api_server_down(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """acme-oauth with apiBaseUri on a closed port and a valid-looking token: the request
     cannot be sent -> exit 5, nothing on stdout."""
-    parameters, credentials, token = fake_acme(tmp_path, closed_port_url())
+    down = closed_port_url()
+    parameters, credentials, token = fake_acme(tmp_path, down)
     code, out, err = cli(
         capsys,
         "request",
@@ -726,6 +754,7 @@ def test_exit5_api_server_down(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert code == 5, err
     assert out == ""
     assert err.startswith("httpx-refresh: ")
+    assert f"(to {down})" in err  # where it tried, never the path or query
     assert_clean(out + err, [token, "fake+secret:99%", read_json(credentials)["refresh_token"]])
 
 
@@ -909,5 +938,5 @@ def test_test_command_failing_exit1(
         capsys, "test", ACME, "--connector-parameters", parameters, "--credentials", credentials
     )
     assert code == 1, err
-    assert out == "test failed\n"
+    assert out == "test failed: responseMapping was false for HTTP 200 from GET /api/items\n"
     assert_clean(out + err, [token, "fake+secret:99%", read_json(credentials)["refresh_token"]])

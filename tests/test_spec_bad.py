@@ -814,6 +814,87 @@ def refresh_credentials(credentials):
         "make_api_client",
         "must be a plain (not async) function",
     ),
+    # -- found by a newcomer's trial: mistakes that check used to accept -----------------------
+    Case(
+        "oauth-config-typo-tokenUrl",
+        {
+            "spec.yml": spec(
+                "  type: oauth2\n"
+                + CLIENT
+                + "  getOAuthConfig:\n"
+                + "    type: mapping\n"
+                + "    mapping:\n"
+                + "      clientId: {$var: connectorParameters.clientId}\n"
+                + "      tokenUrl: https://api.example.test/token\n"
+            )
+        },
+        "spec.yml",
+        "tokenUrl:",
+        "auth.getOAuthConfig.mapping.tokenUrl",
+        "did you mean 'tokenUri'?",
+    ),
+    Case(
+        "oauth-config-without-tokenUri",
+        {
+            "spec.yml": spec(
+                "  type: oauth2\n"
+                + CLIENT
+                + "  getOAuthConfig:\n"
+                + "    type: mapping\n"
+                + "    mapping:  # the oauth config\n"
+                + "      clientId: {$var: connectorParameters.clientId}\n"
+            )
+        },
+        "spec.yml",
+        "# the oauth config",
+        "auth.getOAuthConfig.mapping",
+        "getOAuthConfig needs tokenUri",
+    ),
+    Case(
+        "oauth-config-bad-clientAuthLocation",
+        {
+            "spec.yml": spec(
+                "  type: oauth2\n"
+                + CLIENT
+                + "  getOAuthConfig:\n"
+                + "    type: mapping\n"
+                + "    mapping:\n"
+                + "      clientId: x\n"
+                + "      tokenUri: https://api.example.test/token\n"
+                + "      clientAuthLocation: query\n"
+            )
+        },
+        "spec.yml",
+        "clientAuthLocation: query",
+        "auth.getOAuthConfig.mapping.clientAuthLocation",
+        "must be headers or body",
+    ),
+    Case(
+        "response-handler-error-key-typo",
+        {
+            "spec.yml": cc(
+                CLIENT,
+                "      responseHandlers:\n",
+                "        - match: {$eval: {$var: response.statusCode}, is: 403}\n",
+                "          error: {key: acess_token_expired}\n",
+            )
+        },
+        "spec.yml",
+        "acess_token_expired",
+        "auth.makeApiClient.mapping.responseHandlers[0].error.key",
+        "did you mean 'access_token_expired'?",
+    ),
+    Case(
+        "python-import-error-names-the-module",
+        {
+            "spec.yml": cc(CLIENT, REFRESH_PY_STUB),
+            "auth/refresh-credentials.py": "import httpx_refreshh\n" + GOOD_REFRESH_PY,
+        },
+        "auth/refresh-credentials.py",
+        "import httpx_refreshh",
+        None,
+        "No module named 'httpx_refreshh'",
+    ),
 ]
 
 assert len(CASES) >= 28

@@ -805,3 +805,18 @@ def test_no_test_method_is_a_spec_error(tmp_path: Path) -> None:
     connection, _ = oauth_connection(tmp_path, provider)
     with pytest.raises(hr.SpecError, match="no test method"):
         connection.test()
+
+
+def test_connect_rejects_an_unknown_keyword(tmp_path: Path) -> None:
+    """A misspelt keyword is named by connect(), not by RefreshAuth deep inside."""
+    connector = hr.load_connector(write_spec(tmp_path, {"spec.yml": OAUTH_SPEC}))
+    with pytest.raises(
+        TypeError, match="connect\\(\\) got an unexpected keyword argument 'connector_params'"
+    ):
+        connector.connect(connector_params=PARAMS, credentials={"access_token": "A"})
+    with pytest.raises(TypeError, match="'apply'"):  # set from makeApiClient
+        connector.connect(connector_parameters=PARAMS, credentials={}, apply=hr.bearer())
+    connection = connector.connect(
+        connector_parameters=PARAMS, credentials={"access_token": "A"}, leeway=5.0
+    )
+    assert connection.auth.version == 0

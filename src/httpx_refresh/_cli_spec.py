@@ -48,6 +48,22 @@ class _UsageError(Exception):
     """A problem with the command's arguments or input files (exit 2)."""
 
 
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def _spec_path(text: str) -> str:
+    if not Path(text).exists():
+        raise _UsageError(f"{text}: no such spec file or connector directory")
+    return text
+
+
 def _read_mapping(path: str, what: str) -> dict[str, Any]:
     file = Path(path)
     try:
@@ -73,7 +89,7 @@ def _read_mapping(path: str, what: str) -> dict[str, Any]:
 def _connect(args: argparse.Namespace) -> tuple[Any, Path | None]:
     from ._spec import load_connector
 
-    connector = load_connector(args.spec)
+    connector = load_connector(_spec_path(args.spec))
     connector_parameters = (
         _read_mapping(args.connector_parameters, "connector parameters")
         if args.connector_parameters
@@ -102,7 +118,10 @@ def _connect(args: argparse.Namespace) -> tuple[Any, Path | None]:
             on_refresh=persist,
         )
     except (ValueError, TypeError) as exc:
-        raise _UsageError(str(exc)) from None
+        message = str(exc)
+        if credentials is None and credentials_path is not None:
+            message += f" ({credentials_path} does not exist)"
+        raise _UsageError(message) from None
     return connection, credentials_path
 
 
@@ -164,7 +183,7 @@ def _summary(connection: Any, path: Path | None, err: TextIO) -> None:
 def _check(args: argparse.Namespace) -> int:
     from ._spec import load_connector
 
-    connector = load_connector(args.spec)
+    connector = load_connector(_spec_path(args.spec))
     summary = connector.describe()
     out: TextIO = sys.stdout
     out.write(f"{summary['file']}: valid connector spec\n")
@@ -184,6 +203,11 @@ def _check(args: argparse.Namespace) -> int:
 
 def _request(args: argparse.Namespace) -> int:
     connection, path = _connect(args)
+    if connection.base_url is None and not httpx.URL(args.path).is_absolute_url:
+        raise _UsageError(
+            f"{args.path!r} is relative, but the spec's makeApiClient gives no baseUri: "
+            "pass a full URL"
+        )
     headers = _pairs(args.header, ":", "--header")
     params = _pairs(args.param, "=", "--param")
     body = _body(args)
@@ -198,10 +222,19 @@ def _request(args: argparse.Namespace) -> int:
 
 def _test(args: argparse.Namespace) -> int:
     connection, path = _connect(args)
-    passed = connection.test()
-    sys.stdout.write("test passed\n" if passed else "test failed\n")
+    passed, reason = connection._test_outcome()
+    sys.stdout.write("test passed\n" if passed else f"test failed: {reason}\n")
     _summary(connection, path, sys.stderr)
     return 0 if passed else 1
+
+
+def _origin(exc: httpx.HTTPError) -> str:
+    """`` (to https://host:port)`` for an error with a request: never the path or query."""
+    try:
+        url = exc.request.url
+    except RuntimeError:  # no request attached
+        return ""
+    return f" (to {url.scheme}://{url.netloc.decode('ascii', 'replace')})"
 
 
 def _guarded(command: Any) -> Any:
@@ -222,16 +255,16 @@ def _guarded(command: Any) -> Any:
             err.write(f"httpx-refresh: {type(exc).__name__}: {exc}\n")
             return EXIT_CODES["error"]
         except httpx.HTTPError as exc:
-            err.write(f"httpx-refresh: request failed: {type(exc).__name__}\n")
+            err.write(f"httpx-refresh: request failed: {type(exc).__name__}{_origin(exc)}\n")
             return EXIT_CODES["error"]
         except OSError as exc:
             err.write(f"httpx-refresh: {type(exc).__name__}: {exc.strerror or exc}\n")
             return EXIT_CODES["error"]
-        except Exception as exc:  # noqa: BLE001 - a connector method's own error
+        except Exception as exc:  # noqa: BLE001 - e.g. a connector method's own error
             # The type and where it happened; not the message, which might hold a secret.
             frames = traceback.extract_tb(exc.__traceback__)
             where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-            err.write(f"httpx-refresh: a connector method raised {type(exc).__name__}{where}\n")
+            err.write(f"httpx-refresh: unexpected {type(exc).__name__}{where}\n")
             return EXIT_CODES["error"]
         return code
 
@@ -300,7 +333,11 @@ def add_spec_commands(commands: Any) -> None:
         "--param", action="append", metavar="NAME=VALUE", help="query parameter (repeatable)"
     )
     request.add_argument(
-        "--timeout", type=float, default=30.0, metavar="SECONDS", help="default 30"
+        "--timeout",
+        type=_timeout,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds per network phase, > 0 (default 30)",
     )
     request.set_defaults(handler=_guarded(_request))
 

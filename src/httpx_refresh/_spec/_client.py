@@ -8,6 +8,7 @@ show up in every header at once (DESIGN R1). ``responseHandlers`` are compiled h
 from __future__ import annotations
 
 import base64
+import difflib
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -214,6 +215,15 @@ class ApiClientSpec:
                 key = error.get("key")
                 if key is not None and not isinstance(key, str):
                     raise document.error("error.key must be a string", (*at, "error", "key"))
+                close = difflib.get_close_matches(key or "", ERROR_KEYS, n=1, cutoff=0.8)
+                if key is not None and key not in ERROR_KEYS and close:
+                    # Other keys are allowed (the response goes back to the caller); a near
+                    # miss of one that changes behaviour is almost certainly a typo.
+                    raise document.error(
+                        f"unknown error key {key!r}; did you mean {close[0]!r}? (keys with an "
+                        f"effect: {', '.join(ERROR_KEYS)})",
+                        (*at, "error", "key"),
+                    )
             if "isSuccess" in item and not isinstance(item["isSuccess"], bool):
                 raise document.error("isSuccess must be true or false", (*at, "isSuccess"))
             match = compile_value(

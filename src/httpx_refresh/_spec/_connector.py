@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -23,6 +24,15 @@ from ._rest import RestTest
 __all__ = ["Connection", "Connector", "load_connector"]
 
 _TRANSPORT_OPTIONS = ("verify", "cert", "http1", "http2", "limits", "trust_env")
+# RefreshAuth's keyword options that connect() passes through (the spec sets the rest).
+_AUTH_OPTIONS = frozenset(inspect.signature(RefreshAuth).parameters) - {
+    "credentials",
+    "refresh",
+    "connector_parameters",
+    "connection_parameters",
+    "apply",
+    "refresh_on",
+}
 
 
 def load_connector(path: str | os.PathLike[str]) -> Connector:
@@ -173,6 +183,13 @@ class Connector:
                 a needed method is ``javascript``, or a method evaluated to the wrong type.
             RefreshError: ``getCredentialsFromConnectionParameters`` failed.
         """
+        unknown = sorted(set(auth_options) - _AUTH_OPTIONS)
+        if unknown:
+            raise TypeError(
+                f"connect() got an unexpected keyword argument {unknown[0]!r} (it takes "
+                "connector_parameters, connection_parameters, credentials, auth_option, "
+                "rate_limit_retry and RefreshAuth's options)"
+            )
         connector_parameters = dict(connector_parameters or {})
         connection_parameters = dict(connection_parameters or {})
         scope = {
@@ -329,9 +346,6 @@ class Connection:
         self._expired = client_spec.has_handlers("access_token_expired")
         self._defunct = client_spec.has_handlers("connection_is_defunct")
         self._limited = client_spec.has_handlers("rate_limit_exceeded")
-        for reserved in ("apply", "refresh_on", "connector_parameters", "connection_parameters"):
-            if reserved in options:
-                raise TypeError(f"connect() sets {reserved} from the spec; it cannot be passed")
         self.auth = RefreshAuth(
             credentials,
             refresher,
@@ -411,19 +425,23 @@ class Connection:
                 (``ReauthorizationRequired``: the user must reconnect).
             httpx.HTTPError: the request could not be sent.
         """
+        return self._test_outcome()[0]
+
+    def _test_outcome(self) -> tuple[bool, str]:
+        """:meth:`test`, with the reason (for the command line)."""
         method = self._test_method()
         if method.kind == "python":
             function = method.function
             assert function is not None
             if function.is_async:
-                return bool(call_sync(self._python_test_async, method))
-            with self.client() as client:
-                return bool(function.function(**self._python_kwargs(method, client)))
+                result = call_sync(self._python_test_async, method)
+            else:
+                result = self._python_test_sync(method)
+            return _python_outcome(method, result)
         rest = self.connector._tests[id(method)]
         with self.client() as client:
-            request = rest.build(client, self._variables())
-            response = client.send(request)
-            return rest.passed(response, self._variables())
+            response = client.send(rest.build(client, self._variables()))
+            return rest.outcome(response, self._variables())
 
     async def atest(self) -> bool:
         """Async :meth:`test` (asyncio or trio); a sync python test runs in a worker thread."""
@@ -432,13 +450,14 @@ class Connection:
             function = method.function
             assert function is not None
             if function.is_async:
-                return bool(await self._python_test_async(method))
-            return bool(await call_async(self._python_test_sync, method))
+                result = await self._python_test_async(method)
+            else:
+                result = await call_async(self._python_test_sync, method)
+            return _python_outcome(method, result)[0]
         rest = self.connector._tests[id(method)]
         async with self.async_client() as client:
-            request = rest.build(client, self._variables())
-            response = await client.send(request)
-            return rest.passed(response, self._variables())
+            response = await client.send(rest.build(client, self._variables()))
+            return rest.outcome(response, self._variables())[0]
 
     # -- internals ----------------------------------------------------------------------
 
@@ -653,6 +672,11 @@ def _as_mapping(method: Method, result: Any) -> dict[str, Any]:
         )
     kind = "nothing" if result is UNDEFINED else type(result).__name__
     raise method.error(f"{method.name} evaluated to {kind}, expected a mapping")
+
+
+def _python_outcome(method: Method, result: Any) -> tuple[bool, str]:
+    name = method.function.function.__name__ if method.function is not None else "test"
+    return bool(result), f"{name}() in {method.file} returned {type(result).__name__}"
 
 
 def _no_refresh(**_: Any) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any, Final
@@ -188,6 +189,45 @@ def _input_schema(block: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+_OAUTH_CONFIG_KEYS: Final = (
+    "clientId",
+    "clientSecret",
+    "authorizeUri",
+    "tokenUri",
+    "scopes",
+    "clientAuthLocation",
+    "noRefreshToken",
+    "skipPkce",
+    "extra",
+)
+
+
+def _check_oauth_config(method: Method) -> None:
+    """Static checks of a ``getOAuthConfig`` mapping (its keys, constant values)."""
+    body, document = method.body, method.document
+    if not isinstance(body, dict) or any(str(key).startswith("$") for key in body):
+        return  # a formula as a whole: checked when it is evaluated
+    assert document is not None
+    for key in body:
+        if key not in _OAUTH_CONFIG_KEYS:
+            close = difflib.get_close_matches(str(key), _OAUTH_CONFIG_KEYS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            known = ", ".join(_OAUTH_CONFIG_KEYS)
+            raise document.error(
+                f"unknown getOAuthConfig key {key!r}{hint} (known: {known})",
+                (*method.body_path, key),
+            )
+    for key in ("tokenUri", "clientId"):
+        if key not in body:
+            raise document.error(f"getOAuthConfig needs {key}", method.body_path)
+    location = body.get("clientAuthLocation")
+    if isinstance(location, str) and location not in ("headers", "header", "body"):
+        raise document.error(
+            f"clientAuthLocation must be headers or body, got {location!r}",
+            (*method.body_path, "clientAuthLocation"),
+        )
+
+
 def _check_variant(variant: AuthVariant) -> None:
     if "makeApiClient" not in variant.methods:
         raise variant.error("no makeApiClient method: every connector needs one")
@@ -203,6 +243,9 @@ def _check_variant(variant: AuthVariant) -> None:
             "an oauth2 connector needs getOAuthConfig (tokenUri, clientId, ...) or its own "
             "refreshCredentials"
         )
+    config = variant.methods.get("getOAuthConfig")
+    if config is not None and config.kind == "mapping":
+        _check_oauth_config(config)
     test = variant.methods.get("test")
     if test is not None and test.kind == "mapping":
         test.kind = "rest-api-mapping"  # a test mapping is a request description

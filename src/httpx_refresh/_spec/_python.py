@@ -111,8 +111,9 @@ def load_function(
         exec(code, module.__dict__)  # the connector's own code, as importing it would run it
     except Exception as exc:
         sys.modules.pop(module_name, None)
+        detail = f": {exc}" if isinstance(exc, ImportError) else ""  # module names only
         raise SpecError(
-            f"importing the python file raised {type(exc).__name__}",
+            f"importing the python file raised {type(exc).__name__}{detail}",
             file=display,
             line=_failure_line(exc, filename),
         ) from exc

@@ -106,10 +106,19 @@ class RestTest:
             json=None if data is UNDEFINED else data,
         )
 
-    def passed(self, response: httpx.Response, variables: dict[str, Any]) -> bool:
-        """A 2xx response whose ``responseMapping`` (if any) evaluates truthy."""
+    def outcome(self, response: httpx.Response, variables: dict[str, Any]) -> tuple[bool, str]:
+        """Passed if the response is 2xx and ``responseMapping`` (if any) evaluates truthy.
+
+        Returns:
+            ``(passed, reason)``; the reason names the status or the failed mapping.
+        """
+        request = response.request
+        what = f"{request.method} {request.url.path}"
         if not 200 <= response.status_code < 300:
-            return False
+            return False, f"HTTP {response.status_code} from {what}"
         if self.response is None:
-            return True
-        return bool(self.response.evaluate({**variables, "response": response_variables(response)}))
+            return True, f"HTTP {response.status_code} from {what}"
+        value = self.response.evaluate({**variables, "response": response_variables(response)})
+        if not value:
+            return False, f"responseMapping was false for HTTP {response.status_code} from {what}"
+        return True, f"HTTP {response.status_code} from {what}; responseMapping true"
