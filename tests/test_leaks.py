@@ -331,3 +331,25 @@ async def test_C22_refresher_exception_message_is_scrubbed(
     records = [r for r in debug_logs.records if r.name == "httpx_refresh"]
     assert records
     assert leaked(debug_logs.text, *(r.getMessage() for r in records)) == []
+
+
+def test_C22_query_param_value_is_redacted_in_httpx_log(caplog: pytest.LogCaptureFixture) -> None:
+    """C22: with ``hr.query_param``, httpx's own ``HTTP Request: ...`` INFO line shows
+    ``[redacted]`` for that parameter, and other query parameters as they are."""
+    caplog.set_level(logging.INFO, logger="httpx")
+    token = "qp-secret-token-" + "x" * 16
+    auth = hr.RefreshAuth({"access_token": token}, lambda **_: {}, apply=hr.query_param("key"))
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.params["key"])
+        return httpx.Response(200)
+
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(handler)) as client:
+        client.get("https://api.example.com/items", params={"page": "2"})
+    assert seen == [token]  # the request itself still carries it
+    lines = [record.getMessage() for record in caplog.records if record.name == "httpx"]
+    assert len(lines) == 1
+    assert token not in lines[0]
+    assert "key=%5Bredacted%5D" in lines[0]
+    assert "page=2" in lines[0]

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._exceptions import HttpxRefreshError
+from ._redact import redact_query_names
 
 __all__ = ["Applier", "bearer", "headers", "query_param"]
 
@@ -136,6 +137,8 @@ def query_param(name: str, key: str = "access_token") -> Applier:
     """Put ``credentials[key]`` in the query parameter ``name``, replacing any earlier value.
 
     Prefer a header when the API allows it: URLs end up in logs (RFC 6750 section 2.3).
+    httpx's own ``HTTP Request: ...`` log line shows ``[redacted]`` for this parameter (a
+    filter on the ``httpx`` logger); servers' and proxies' access logs are another matter.
 
     Args:
         name: the query parameter name (e.g. ``"api_key"``).
@@ -147,4 +150,5 @@ def query_param(name: str, key: str = "access_token") -> Applier:
     Raises:
         HttpxRefreshError: at request time, if the credentials have no value for ``key``.
     """
+    redact_query_names([name])  # keep the value out of httpx's "HTTP Request: ..." log line
     return _Query(name, key)

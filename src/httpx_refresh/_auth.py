@@ -174,7 +174,9 @@ class RefreshAuth(httpx.Auth):
         token_key: the credentials key without which there is no usable token, so a
             refresh runs before the first request; ``None`` turns that off.
         origins: if given, only requests to these origins (``"https://api.example.com"``)
-            get credentials; others pass through untouched.
+            get credentials; others pass through untouched. May also be a predicate on the
+            request URL (``Callable[[httpx.URL], bool]``), asked for every request, e.g. when
+            the origin depends on the current credentials.
         advisory: seconds before expiry (e.g. 300) from which one request refreshes while
             all others keep using the still-valid token without waiting (DESIGN R3); a
             failed advisory refresh is logged and the token stays in use. ``None``: off.
@@ -209,7 +211,7 @@ class RefreshAuth(httpx.Auth):
         refresh_timeout: float = 30.0,
         buffer_body: bool = False,
         token_key: str | None = "access_token",
-        origins: Collection[str] | None = None,
+        origins: Collection[str] | Callable[[httpx.URL], bool] | None = None,
         retry: RetryPolicy | None = None,
         advisory: float | None = None,
         clock: Callable[[], float] = time.time,
@@ -252,7 +254,13 @@ class RefreshAuth(httpx.Auth):
         )
         self._clock = clock
         self._token_key = token_key
-        self._origins = frozenset(_origin(origin) for origin in origins) if origins else None
+        self._scope_check: Callable[[httpx.URL], bool] | None = None
+        self._origins: frozenset[str] | None = None
+        if callable(origins):
+            self._scope_check = origins
+            self._origins = frozenset()  # not None: every request asks _in_scope
+        elif origins:
+            self._origins = frozenset(_origin(origin) for origin in origins)
         if buffer_body:
             self.requires_request_body = True
         # A predicate may look at the body (e.g. {"error": "access_token_expired"}).
@@ -530,6 +538,8 @@ class RefreshAuth(httpx.Auth):
     # -- refreshing ----------------------------------------------------------------
 
     def _in_scope(self, request: httpx.Request) -> bool:
+        if self._scope_check is not None:
+            return self._scope_check(request.url)
         return self._origins is None or _origin(request.url) in self._origins
 
     def _refresher_kwargs(self, base: Snapshot) -> dict[str, Any]:
@@ -600,7 +610,7 @@ class RefreshAuth(httpx.Auth):
         current = self._control.snapshot
         return current if current.version > snapshot.version else snapshot
 
-    def _cooled(self, base_version: int, reason: str, error: RefreshError) -> Snapshot:
+    def _cooled(self, base_version: int, reason: str, error: Exception) -> Snapshot:
         """R10: during a cooldown, serve a still-valid token, or fail fast with the last error."""
         snapshot = self._still_valid(base_version, reason)
         if snapshot is None:
@@ -636,7 +646,7 @@ class RefreshAuth(httpx.Auth):
 
     def _refresh_sync_flight(self, base_version: int, reason: str) -> Snapshot:
         got = self._control.begin(base_version)
-        if isinstance(got, RefreshError):
+        if isinstance(got, Exception):
             return self._cooled(base_version, reason, got)
         if isinstance(got, Snapshot):
             return got
@@ -673,7 +683,7 @@ class RefreshAuth(httpx.Auth):
 
     async def _refresh_async_flight(self, base_version: int, reason: str) -> Snapshot:
         got = self._control.begin(base_version)
-        if isinstance(got, RefreshError):
+        if isinstance(got, Exception):
             return self._cooled(base_version, reason, got)
         if isinstance(got, Snapshot):
             return got

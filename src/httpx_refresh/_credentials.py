@@ -195,10 +195,16 @@ def fingerprint(value: object) -> str:
 def secret_values(*mappings: Mapping[str, Any]) -> list[str]:
     """Collect the string values of ``mappings`` that could be secrets (4+ characters)."""
     found: list[str] = []
-    for mapping in mappings:
-        for value in mapping.values():
-            if isinstance(value, str) and len(value) >= 4:
-                found.append(value)
+    pending: list[Any] = [mapping.values() for mapping in mappings]
+    while pending:  # nested mappings and lists too (e.g. {"account": {"apiKey": ...}})
+        for value in pending.pop():
+            if isinstance(value, str):
+                if len(value) >= 4:
+                    found.append(value)
+            elif isinstance(value, Mapping):
+                pending.append(value.values())
+            elif isinstance(value, (list, tuple)):
+                pending.append(value)
     return found
 
 

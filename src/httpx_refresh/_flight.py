@@ -155,7 +155,7 @@ class FlightControl:
         self._cooldown = cooldown
         # (version, until epoch s, error): after a transient failure, no new flight for
         # that version until then (DESIGN R10: one flight per backoff period).
-        self._cooling: tuple[int, float, RefreshError] | None = None
+        self._cooling: tuple[int, float, Exception] | None = None
         self.dead: ReauthorizationRequired | None = None
         self._clock = clock
         self._mutex = threading.Lock()
@@ -167,7 +167,7 @@ class FlightControl:
 
     # -- bookkeeping (mutex held briefly, never across a wait) -------------------
 
-    def begin(self, base_version: int) -> Snapshot | tuple[Flight, bool] | RefreshError:
+    def begin(self, base_version: int) -> Snapshot | tuple[Flight, bool] | Exception:
         """Join or start the flight that replaces ``base_version``.
 
         Returns:
@@ -252,9 +252,9 @@ class FlightControl:
     ) -> None:
         """Complete ``flight`` and wake all its waiters, in every thread and loop.
 
-        A ``RefreshError`` that is not permanent (transient, or e.g. a malformed token
-        response) starts the cooldown unless ``cool`` is false (an interrupted flight
-        says nothing about the token endpoint).
+        An error that is not permanent (transient, a malformed token response, a
+        connector method that returned the wrong type) starts the cooldown unless
+        ``cool`` is false (an interrupted flight says nothing about the token endpoint).
         """
         with self._mutex:
             flight.result = result
@@ -268,9 +268,12 @@ class FlightControl:
                     # Not permanent (handled above); or permanent in an advisory flight,
                     # while the token is still valid (R3): then it only cools down, and the
                     # mandatory refresh finds the dead grant when it is due.
-                    isinstance(error, RefreshError) and current and cool and self._cooldown > 0
+                    isinstance(error, Exception) and current and cool and self._cooldown > 0
                 ):
-                    wait = max(self._cooldown, min(error.retry_after or 0.0, 60.0))
+                    # Any failure that is not permanent: a RefreshError, or e.g. a SpecError
+                    # for a connector method that returned the wrong type.
+                    retry_after = getattr(error, "retry_after", None) or 0.0
+                    wait = max(self._cooldown, min(retry_after, 60.0))
                     self._cooling = (flight.base.version, self._clock() + wait, error)
             elif result is not None:
                 self._cooling = None

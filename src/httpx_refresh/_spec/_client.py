@@ -10,12 +10,13 @@ from __future__ import annotations
 import base64
 import difflib
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import httpx
 
-from .._exceptions import SpecError
+from .._exceptions import HttpxRefreshError, SpecError
 from ._formulas import UNDEFINED, Compiled, compile_value, is_empty
 from ._methods import METHODS, Method
 from ._yaml import Document, KeyPath
@@ -23,6 +24,8 @@ from ._yaml import Document, KeyPath
 __all__ = ["ApiClientSpec", "Handler", "Settings", "origin_of", "response_variables"]
 
 _FIELDS: Final = ("baseUri", "baseUrl", "headers", "query", "auth", "responseHandlers")
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 ERROR_KEYS: Final = ("access_token_expired", "connection_is_defunct", "rate_limit_exceeded")
 
 
@@ -41,24 +44,27 @@ class Settings:
         origin: its ``scheme://host:port``, or ``None``.
         headers: ``(name, value)`` pairs to set.
         params: ``(name, value)`` query pairs to set.
+        problem: an error to raise instead of applying them (a value with a line break).
     """
 
-    __slots__ = ("base_uri", "headers", "origin", "params")
+    __slots__ = ("base_uri", "headers", "origin", "params", "problem")
 
     def __init__(
         self,
         base_uri: str | None,
         headers: list[tuple[str, str]],
         params: list[tuple[str, str]],
+        problem: HttpxRefreshError | None = None,
     ) -> None:
         self.base_uri = base_uri
         self.origin = origin_of(base_uri) if base_uri else None
         self.headers = headers
         self.params = params
+        self.problem = problem  # raised when applied (e.g. a value with a line break)
 
-    def __repr__(self) -> str:  # names only: values may be secrets
+    def __repr__(self) -> str:  # names and the origin only: values (and paths) may be secrets
         names = [name for name, _ in self.headers] + [name for name, _ in self.params]
-        return f"<makeApiClient settings base_uri={self.base_uri!r} fields={names}>"
+        return f"<makeApiClient settings origin={self.origin!r} fields={names}>"
 
 
 class Handler:
@@ -70,6 +76,10 @@ class Handler:
         self.match = match
         self.key = key
         self.line = line
+
+
+class _Unsendable(HttpxRefreshError):
+    """A value that cannot go on a request (raised when the settings are applied)."""
 
 
 def _scalar(value: Any) -> str:
@@ -89,7 +99,7 @@ def response_variables(response: httpx.Response) -> dict[str, Any]:
     data: Any
     try:
         data = json.loads(response.content) if response.content else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         data = response.text
     return {
         "data": data,
@@ -170,6 +180,13 @@ class ApiClientSpec:
             here = self._path_of(key)
             if mapping and not isinstance(value, dict):
                 raise document.error(f"makeApiClient {key} must be a mapping", here)
+            if key == "headers" and not any(str(k).startswith("$") for k in value):
+                for name in value:
+                    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+                        raise document.error(
+                            f"{name!r} is not a valid header name (RFC 9110 token)",
+                            (*here, str(name)),
+                        )
             if key == "auth" and not any(str(k).startswith("$") for k in value):
                 unknown = sorted(set(value) - {"username", "password"})
                 if unknown:
@@ -258,16 +275,24 @@ class ApiClientSpec:
             if not is_empty(value):
                 if not isinstance(value, str):
                     raise self._error(f"{self._base_key} evaluated to a non-string", self._base_key)
-                url = httpx.URL(value)
+                try:
+                    url = httpx.URL(value)
+                except httpx.InvalidURL:
+                    raise self._error(
+                        f"{self._base_key} is not a valid URL", self._base_key
+                    ) from None
                 if url.scheme not in ("http", "https") or not url.host:
                     raise self._error(
                         f"{self._base_key} must be an absolute http(s) URL", self._base_key
                     )
                 base_uri = value
-        headers = self._evaluated_pairs(self._headers, scope, "headers")
-        params = self._evaluated_pairs(self._query, scope, "query")
-        if self._auth is not None:
-            self._basic(self._auth.evaluate(scope), headers)
+        try:
+            headers = self._evaluated_pairs(self._headers, scope, "headers")
+            params = self._evaluated_pairs(self._query, scope, "query")
+            if self._auth is not None:
+                self._basic(self._auth.evaluate(scope), headers)
+        except _Unsendable as exc:
+            return Settings(base_uri, [], [], exc)
         return Settings(base_uri, headers, params)
 
     def _basic(self, auth: Any, headers: list[tuple[str, str]]) -> None:
@@ -283,15 +308,22 @@ class ApiClientSpec:
     def _python_settings(self, scope: Mapping[str, Any]) -> Settings:
         function = self._python
         assert function is not None
-        result = function.function(
-            **function.kwargs(
-                {
-                    "credentials": dict(scope["credentials"]),
-                    "connector_parameters": dict(scope["connectorParameters"]),
-                    "connection_parameters": dict(scope["connectionParameters"]),
-                }
-            )
+        kwargs = function.kwargs(
+            {
+                "credentials": dict(scope["credentials"]),
+                "connector_parameters": dict(scope["connectorParameters"]),
+                "connection_parameters": dict(scope["connectionParameters"]),
+            }
         )
+        try:
+            result = function.function(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - type and line only: the message may hold a token
+            raise SpecError(
+                f"{function.where(exc)} raised {type(exc).__name__}",
+                file=function.file,
+                line=function.line,
+                key=function.function.__name__,
+            ) from None
         if not isinstance(result, Mapping):
             raise function.error(
                 f"make_api_client() returned {type(result).__name__}, expected a mapping of "
@@ -303,9 +335,12 @@ class ApiClientSpec:
         base = result.get("baseUri", result.get("baseUrl"))
         if base is not None and not isinstance(base, str):
             raise function.error("make_api_client() returned a non-string baseUri")
-        headers = self._pairs(result.get("headers"), "headers")
-        params = self._pairs(result.get("query"), "query")
-        self._basic(result.get("auth"), headers)
+        try:
+            headers = self._pairs(result.get("headers"), "headers")
+            params = self._pairs(result.get("query"), "query")
+            self._basic(result.get("auth"), headers)
+        except _Unsendable as exc:
+            return Settings(base or None, [], [], exc)
         return Settings(base or None, headers, params)
 
     def _evaluated_pairs(
@@ -328,7 +363,17 @@ class ApiClientSpec:
                     continue
                 if isinstance(one, (dict, list)):
                     raise self._error(f"{field}.{name} evaluated to a mapping or list", field)
-                pairs.append((str(name), _scalar(one)))
+                text = _scalar(one)
+                if field == "headers" and not _TOKEN.fullmatch(str(name)):
+                    raise self._error(f"header name {name!r} is not a valid token", field)
+                if _CONTROL.search(text):
+                    # A line break would end the header (or smuggle another); never send it,
+                    # and never show the value (it comes from the credentials).
+                    raise _Unsendable(
+                        f"makeApiClient {field} {name!r}: the value has a line break or "
+                        "another control character; not sent"
+                    )
+                pairs.append((str(name), text))
         return pairs
 
     def _error(self, message: str, field: str) -> SpecError:

@@ -13,6 +13,7 @@ from .._auth import RefreshAuth
 from .._exceptions import ReauthorizationRequired, SpecError
 from .._invoke import call_async, call_sync
 from .._oauth2 import OAuth2Refresh
+from .._redact import redact_query_names
 from .._retry import RetryPolicy
 from ._client import ApiClientSpec, Settings
 from ._formulas import UNDEFINED, Compiled
@@ -245,12 +246,16 @@ class _StaticAuth(httpx.Auth):
         yield request
 
 
+def _url_origin(url: httpx.URL) -> str:
+    port = url.port or (443 if url.scheme == "https" else 80 if url.scheme == "http" else 0)
+    return f"{url.scheme}://{url.host}:{port}"
+
+
 def _write(settings: Settings, request: httpx.Request) -> None:
-    if settings.origin is not None:
-        url = request.url
-        port = url.port or (443 if url.scheme == "https" else 80 if url.scheme == "http" else 0)
-        if f"{url.scheme}://{url.host}:{port}" != settings.origin:
-            return  # credentials only go to the origin of baseUri (DESIGN R13)
+    if settings.origin is not None and _url_origin(request.url) != settings.origin:
+        return  # credentials only go to the origin of baseUri (DESIGN R13)
+    if settings.problem is not None:
+        raise settings.problem
     for name, value in settings.headers:
         request.headers[name] = value
     if settings.params:
@@ -270,10 +275,10 @@ class _Apply:
     def settings(self, credentials: Mapping[str, Any]) -> Settings:
         cache = self._cache
         if cache is None or cache[0] is not credentials:
-            cache = (
-                credentials,
-                self._client.settings({**self._scope, "credentials": credentials}),
-            )
+            settings = self._client.settings({**self._scope, "credentials": credentials})
+            if settings.params:
+                redact_query_names(name for name, _ in settings.params)
+            cache = (credentials, settings)
             self._cache = cache
         return cache[1]
 
@@ -341,8 +346,9 @@ class Connection:
             )
             options["token_key"] = "access_token" if can_refresh and uses_token else None
         if "origins" not in options:
-            base = self._apply.settings(dict(credentials)).origin
-            options["origins"] = [base] if base is not None else None
+            # Decided per request from the current credentials' baseUri (it may move, e.g.
+            # an instance_url that a refresh changes).
+            options["origins"] = self._in_scope
         self._expired = client_spec.has_handlers("access_token_expired")
         self._defunct = client_spec.has_handlers("connection_is_defunct")
         self._limited = client_spec.has_handlers("rate_limit_exceeded")
@@ -534,6 +540,10 @@ class Connection:
             },
         }
 
+    def _in_scope(self, url: httpx.URL) -> bool:
+        origin = self._apply.settings(self.auth.credentials).origin
+        return origin is None or _url_origin(url) == origin
+
     def _refresh_on(self, response: httpx.Response) -> bool:
         if response.status_code == 401:
             return True
@@ -591,13 +601,15 @@ class Connection:
         assert function is not None
         if function.is_async:
             return _as_mapping(method, call_sync(self._run_python_async, method, credentials, more))
-        if "api_client" in function.accepts:
-            with self._plain_client(credentials) as client:
-                result = function.function(
-                    **self._python_kwargs(method, client, credentials, **more)
-                )
-        else:
-            result = function.function(**self._python_kwargs(method, None, credentials, **more))
+        try:
+            if "api_client" in function.accepts:
+                with self._plain_client(credentials) as client:
+                    kwargs = self._python_kwargs(method, client, credentials, **more)
+                    result = function.function(**kwargs)
+            else:
+                result = function.function(**self._python_kwargs(method, None, credentials, **more))
+        except Exception as exc:  # noqa: BLE001 - translated: type and line, no message
+            raise function.failure(exc) from None
         return _as_mapping(method, result)
 
     async def _run_async(
@@ -617,11 +629,15 @@ class Connection:
     ) -> Any:
         function = method.function
         assert function is not None
-        if "api_client" in function.accepts:
-            async with self._plain_async_client(credentials) as client:
-                kwargs = self._python_kwargs(method, client, credentials, **more)
-                return await function.function(**kwargs)
-        return await function.function(**self._python_kwargs(method, None, credentials, **more))
+        try:
+            if "api_client" in function.accepts:
+                async with self._plain_async_client(credentials) as client:
+                    kwargs = self._python_kwargs(method, client, credentials, **more)
+                    return await function.function(**kwargs)
+            kwargs = self._python_kwargs(method, None, credentials, **more)
+            return await function.function(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - translated: type and line, no message
+            raise function.failure(exc) from None
 
     def _initial_credentials(self) -> dict[str, Any]:
         method = self._methods.get("getCredentialsFromConnectionParameters")
@@ -712,7 +728,10 @@ class _OAuth2:
         token_uri = config.get("tokenUri")
         if not isinstance(token_uri, str) or not token_uri:
             raise fail("gave no tokenUri")
-        url = httpx.URL(token_uri)
+        try:
+            url = httpx.URL(token_uri)
+        except httpx.InvalidURL:
+            raise fail("tokenUri is not a valid URL") from None
         if url.scheme not in ("http", "https") or not url.host:
             raise fail("tokenUri is not an absolute http(s) URL")
         client_id, client_secret = config.get("clientId"), config.get("clientSecret")
@@ -722,7 +741,10 @@ class _OAuth2:
             raise fail("clientSecret is not a string")
         location = config.get("clientAuthLocation", "headers")
         if location not in ("headers", "header", "body"):
-            raise fail(f"clientAuthLocation must be headers or body, got {location!r}")
+            # the value is not shown: a formula could have put a secret there
+            raise fail(
+                f"clientAuthLocation must be headers or body, got a {type(location).__name__}"
+            )
         client_auth: Literal["basic", "body"] = "body" if location == "body" else "basic"
         key = (token_uri, client_id, client_secret, client_auth)
         cached = self._cached

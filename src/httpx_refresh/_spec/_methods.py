@@ -239,6 +239,11 @@ def load_method(
                 )
             file_path = found[0]
             target = root / file_path
+            if not _inside(root, target):  # a symlink (or a linked auth/) leading out
+                raise spec.error(
+                    f"{file_path} leads outside the connector directory (a symbolic link)",
+                    path,
+                )
         display = f"{display_root}/{file_path}" if display_root else file_path
         method.file, method.line = display, 1
         if kind == "javascript":

@@ -11,7 +11,8 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import SpecError
+from .._exceptions import HttpxRefreshError, RefreshError, SpecError
+from .._retry import is_transient
 
 __all__ = ["PythonFunction", "load_function"]
 
@@ -51,6 +52,34 @@ class PythonFunction:
     def error(self, message: str) -> SpecError:
         """A ``SpecError`` pointing at the function's ``def`` line."""
         return SpecError(message, file=self.file, line=self.line, key=self.function.__name__)
+
+    def where(self, exc: BaseException) -> str:
+        """``name() in file:line`` where ``exc`` was raised (the innermost line of the file)."""
+        line = _failure_line(exc, self.function.__code__.co_filename) or self.line
+        return f"{self.function.__name__}() in {self.file}:{line}"
+
+    def failure(self, exc: Exception) -> Exception:
+        """Translate an exception the function raised (DESIGN C22: no message is shown).
+
+        httpx-refresh errors pass through. Anything else becomes a ``RefreshError`` naming
+        the function, file and line and the exception type, never its message (which may
+        hold a token); ``transient`` as for any refresher (network errors, timeouts, 408,
+        429, 5xx), with ``Retry-After`` kept.
+        """
+        if isinstance(exc, HttpxRefreshError):
+            return exc
+        response = getattr(exc, "response", None)
+        retry_after = None
+        if type(exc).__name__ == "HTTPStatusError" and response is not None:
+            from .._oauth2 import _retry_after
+
+            retry_after = _retry_after(response)
+        transient = is_transient(exc)
+        return RefreshError(
+            f"{self.where(exc)} raised {type(exc).__name__}",
+            transient=transient,
+            retry_after=retry_after if transient else None,
+        )
 
 
 def _failure_line(exc: BaseException, filename: str) -> int | None:

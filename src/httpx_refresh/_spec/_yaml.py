@@ -13,6 +13,7 @@ from .._exceptions import SpecError
 __all__ = ["Document", "KeyPath", "dotted", "load_yaml"]
 
 KeyPath = tuple[str | int, ...]
+MAX_BYTES = 1024 * 1024
 MAX_VALUES = 100_000
 MAX_DEPTH = 100
 
@@ -69,11 +70,14 @@ def load_yaml(path: Path, *, display: str | None = None) -> Document:
         The :class:`Document`.
 
     Raises:
-        SpecError: the file cannot be read, is not UTF-8, is not valid YAML, uses a tag the
-            safe loader refuses, or repeats a key in one mapping.
+        SpecError: the file cannot be read, is larger than 1 MiB, is not UTF-8, is not
+            valid YAML, uses a tag the safe loader refuses, repeats a key in one mapping, or
+            expands to more than 100,000 values or 100 levels.
     """
     file = display or str(path)
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise SpecError(f"the file is too large (over {MAX_BYTES // 1024} KiB)", file=file)
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError("file not found", file=file) from None
