@@ -345,6 +345,8 @@ class Connection:
                 else variant.type == "oauth2"
             )
             options["token_key"] = "access_token" if can_refresh and uses_token else None
+        # Evaluate makeApiClient once now: a spec problem shows at connect(), not later.
+        self._apply.settings(dict(credentials))
         if "origins" not in options:
             # Decided per request from the current credentials' baseUri (it may move, e.g.
             # an instance_url that a refresh changes).
