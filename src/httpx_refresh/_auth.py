@@ -243,6 +243,12 @@ class RefreshAuth(httpx.Auth):
         self._connector_parameters = dict(connector_parameters or {})
         self._connection_parameters = dict(connection_parameters or {})
         self._applier = apply if apply is not None else bearer()
+        # An applier may report what it wrote: apply_reporting(request, credentials) ->
+        # (header names lowercased, query names, values); the redirect guard then needs no
+        # before/after comparison (a connector's applier does this).
+        self._reporting: (
+            Callable[[httpx.Request, Mapping[str, Any]], tuple[Any, Any, Any]] | None
+        ) = getattr(self._applier, "apply_reporting", None)
         self._on_refresh = on_refresh
         self._refresh_timeout = float(refresh_timeout)
         self._retry = retry if retry is not None else RetryPolicy()
@@ -299,28 +305,49 @@ class RefreshAuth(httpx.Auth):
         from a hop to another origin (R13). Used only once a guard has been taken, so
         that the fast path pays nothing otherwise.
         """
-        headers_before = request.headers.multi_items()
-        params_before = request.url.params.multi_items()
-        self._applier(request, credentials)
-        headers = {
-            (name.lower(), value)
-            for name, value in request.headers.multi_items()
-            if (name, value) not in headers_before
-        }
-        params = {
-            (name, value)
-            for name, value in request.url.params.multi_items()
-            if (name, value) not in params_before
-        }
-        names = frozenset(name for name, _ in headers)
-        keys = frozenset(name for name, _ in params)
-        values = {value for _, value in headers | params if value}
+        reporting = self._reporting
         earlier = request.extensions.get(_MARK)
+        if reporting is not None:  # the applier says what it wrote (a connector's does)
+            written = reporting(request, credentials)
+            if earlier is None:
+                request.extensions[_MARK] = _Applied(request.url, *written)
+                return
+            names, keys, values = set(written[0]), set(written[1]), set(written[2])
+        else:
+            names, keys, values = self._apply_diffed(request, credentials)
         if isinstance(earlier, _Applied):  # a replay: an unchanged value is still ours
             names |= earlier.headers
             keys |= earlier.params
             values.update(earlier.values)
-        request.extensions[_MARK] = _Applied(request.url, names, keys, tuple(values))
+        request.extensions[_MARK] = _Applied(
+            request.url, frozenset(names), frozenset(keys), tuple(values)
+        )
+
+    def _apply_diffed(
+        self, request: httpx.Request, credentials: Mapping[str, Any]
+    ) -> tuple[set[str], set[str], set[str]]:
+        """Apply, and find what the applier wrote by comparing before and after."""
+        headers_before = set(request.headers.raw)  # bytes: no decoding on this path
+        query_before = request.url.query
+        self._applier(request, credentials)
+        headers = {  # httpx encoded what the applier wrote as ASCII: latin-1 decodes it
+            (name.decode("latin-1").lower(), value.decode("latin-1"))
+            for name, value in request.headers.raw
+            if (name, value) not in headers_before
+        }
+        params: set[tuple[str, str]] = set()
+        if request.url.query != query_before:  # only then is the query parsed
+            params_before = set(httpx.QueryParams(query_before.decode("ascii")).multi_items())
+            params = {
+                (name, value)
+                for name, value in request.url.params.multi_items()
+                if (name, value) not in params_before
+            }
+        return (
+            {name for name, _ in headers},
+            {name for name, _ in params},
+            {value for _, value in headers | params if value},
+        )
 
     # -- public surface ------------------------------------------------------------
 

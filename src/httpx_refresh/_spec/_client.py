@@ -47,7 +47,7 @@ class Settings:
         problem: an error to raise instead of applying them (a value with a line break).
     """
 
-    __slots__ = ("base_uri", "headers", "origin", "params", "problem")
+    __slots__ = ("base_uri", "headers", "origin", "origin_key", "params", "problem", "written")
 
     def __init__(
         self,
@@ -58,9 +58,18 @@ class Settings:
     ) -> None:
         self.base_uri = base_uri
         self.origin = origin_of(base_uri) if base_uri else None
+        url = httpx.URL(base_uri) if base_uri else None
+        # (scheme, host, port or None for the default port), as httpx.URL gives them.
+        self.origin_key = (url.scheme, url.host, url.port) if url is not None else None
         self.headers = headers
         self.params = params
         self.problem = problem  # raised when applied (e.g. a value with a line break)
+        # What applying writes: header names (lowercase), query names, values.
+        self.written = (
+            frozenset(name.lower() for name, _ in headers),
+            frozenset(name for name, _ in params),
+            tuple({value for _, value in headers + params if value}),
+        )
 
     def __repr__(self) -> str:  # names and the origin only: values (and paths) may be secrets
         names = [name for name, _ in self.headers] + [name for name, _ in self.params]

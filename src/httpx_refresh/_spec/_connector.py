@@ -246,20 +246,20 @@ class _StaticAuth(httpx.Auth):
         yield request
 
 
-def _url_origin(url: httpx.URL) -> str:
-    port = url.port or (443 if url.scheme == "https" else 80 if url.scheme == "http" else 0)
-    return f"{url.scheme}://{url.host}:{port}"
-
-
-def _write(settings: Settings, request: httpx.Request) -> None:
-    if settings.origin is not None and _url_origin(request.url) != settings.origin:
-        return  # credentials only go to the origin of baseUri (DESIGN R13)
+def _write(settings: Settings, request: httpx.Request) -> bool:
+    """Write ``settings`` onto ``request``; ``False`` if it goes elsewhere (nothing written)."""
+    key = settings.origin_key
+    if key is not None:
+        url = request.url
+        if (url.scheme, url.host, url.port) != key:
+            return False  # credentials only go to the origin of baseUri (DESIGN R13)
     if settings.problem is not None:
         raise settings.problem
     for name, value in settings.headers:
         request.headers[name] = value
     if settings.params:
         request.url = request.url.copy_merge_params(dict(settings.params))
+    return True
 
 
 class _Apply:
@@ -284,6 +284,15 @@ class _Apply:
 
     def __call__(self, request: httpx.Request, credentials: Mapping[str, Any]) -> None:
         _write(self.settings(credentials), request)
+
+    def apply_reporting(
+        self, request: httpx.Request, credentials: Mapping[str, Any]
+    ) -> tuple[frozenset[str], frozenset[str], tuple[str, ...]]:
+        """Apply, and say what was written (for the redirect guard, without diffing)."""
+        settings = self.settings(credentials)
+        if not _write(settings, request):
+            return frozenset(), frozenset(), ()
+        return settings.written
 
     def __repr__(self) -> str:
         return "<makeApiClient applier>"
@@ -543,8 +552,8 @@ class Connection:
         }
 
     def _in_scope(self, url: httpx.URL) -> bool:
-        origin = self._apply.settings(self.auth.credentials).origin
-        return origin is None or _url_origin(url) == origin
+        key = self._apply.settings(self.auth.credentials).origin_key
+        return key is None or (url.scheme, url.host, url.port) == key
 
     def _refresh_on(self, response: httpx.Response) -> bool:
         if response.status_code == 401:

@@ -119,7 +119,19 @@ class RateLimitTransport(httpx.BaseTransport):
             return policy.check(request, response, resendable)
 
         try:
-            return tenacity.Retrying(**policy.kwargs())(attempt)
+            return attempt()  # the common case pays nothing for the retry machinery
+        except _RateLimited as first:
+            if policy.policy.attempts < 2:
+                return first.response
+            replayed = [first]  # tenacity's first attempt is the one already made
+
+            def again() -> httpx.Response:
+                if replayed:
+                    raise replayed.pop()
+                return attempt()
+
+        try:
+            return tenacity.Retrying(**policy.kwargs())(again)
         except _RateLimited as exc:
             return exc.response
 
@@ -152,7 +164,19 @@ class AsyncRateLimitTransport(httpx.AsyncBaseTransport):
             return policy.check(request, response, resendable)
 
         try:
-            return await tenacity.AsyncRetrying(sleep=anyio.sleep, **policy.kwargs())(attempt)
+            return await attempt()  # the common case pays nothing for the retry machinery
+        except _RateLimited as first:
+            if policy.policy.attempts < 2:
+                return first.response
+            replayed = [first]  # tenacity's first attempt is the one already made
+
+            async def again() -> httpx.Response:
+                if replayed:
+                    raise replayed.pop()
+                return await attempt()
+
+        try:
+            return await tenacity.AsyncRetrying(sleep=anyio.sleep, **policy.kwargs())(again)
         except _RateLimited as exc:
             return exc.response
 
