@@ -17,6 +17,9 @@ from ._redact import redact_query_names
 __all__ = ["Applier", "bearer", "headers", "query_param"]
 
 Applier = Callable[[Any, Mapping[str, Any]], None]
+#: What an applier wrote: header names (lowercase), query parameter names, values.
+Written = tuple[frozenset[str], frozenset[str], tuple[str, ...]]
+_NONE: frozenset[str] = frozenset()
 
 
 def _value(credentials: Mapping[str, Any], key: str, where: str) -> str:
@@ -37,6 +40,13 @@ class _Bearer:
     def __call__(self, request: Any, credentials: Mapping[str, Any]) -> None:
         token = _value(credentials, self._key, f"the {self._header} header")
         request.headers[self._header] = f"{self._scheme} {token}" if self._scheme else token
+
+    def apply_reporting(self, request: Any, credentials: Mapping[str, Any]) -> Written:
+        """Apply, and say what was written (for the redirect guard)."""
+        token = _value(credentials, self._key, f"the {self._header} header")
+        value = f"{self._scheme} {token}" if self._scheme else token
+        request.headers[self._header] = value
+        return frozenset({self._header.lower()}), _NONE, (value, token)
 
     def __repr__(self) -> str:
         return f"bearer(key={self._key!r}, header={self._header!r}, scheme={self._scheme!r})"
@@ -76,6 +86,10 @@ class _Headers:
         self._templates = dict(templates)
 
     def __call__(self, request: Any, credentials: Mapping[str, Any]) -> None:
+        self.apply_reporting(request, credentials)
+
+    def apply_reporting(self, request: Any, credentials: Mapping[str, Any]) -> Written:
+        """Apply, and say what was written (for the redirect guard)."""
         values = {}
         for name, template in self._templates.items():
             try:
@@ -86,6 +100,7 @@ class _Headers:
                 ) from None
         for name, value in values.items():
             request.headers[name] = value
+        return frozenset(name.lower() for name in values), _NONE, tuple(values.values())
 
     def __repr__(self) -> str:
         return f"headers({self._templates!r})"
@@ -128,6 +143,12 @@ class _Query:
     def __call__(self, request: Any, credentials: Mapping[str, Any]) -> None:
         value = _value(credentials, self._key, f"the {self._name} query parameter")
         request.url = request.url.copy_set_param(self._name, value)
+
+    def apply_reporting(self, request: Any, credentials: Mapping[str, Any]) -> Written:
+        """Apply, and say what was written (for the redirect guard)."""
+        value = _value(credentials, self._key, f"the {self._name} query parameter")
+        request.url = request.url.copy_set_param(self._name, value)
+        return _NONE, frozenset({self._name}), (value,)
 
     def __repr__(self) -> str:
         return f"query_param({self._name!r}, key={self._key!r})"

@@ -31,6 +31,10 @@ Hook = Callable[[dict[str, Any]], Any]
 
 
 _MARK = "httpx_refresh.applied"
+# A written value is searched for inside other headers and query values only from this
+# length on; shorter ones (a version "2", a region "eu") are not secrets and are everywhere.
+_ECHO_MIN = 8
+_FRAMING = frozenset({"host", "content-length", "transfer-encoding", "content-type"})
 
 
 class _Applied:
@@ -122,6 +126,28 @@ def _rewind_plan(request: httpx.Request) -> _core.Rewind:
     return _never
 
 
+def _check_origins(origins: Any) -> frozenset[str]:
+    if isinstance(origins, (str, bytes)) or not isinstance(origins, Collection):
+        raise TypeError(
+            f"origins must be a collection of origins such as ['https://api.example.com'], "
+            f"or a predicate, got {type(origins).__name__}"
+        )
+    if not origins:
+        raise ValueError("origins is empty: no request would get credentials (None: all)")
+    checked = set()
+    for origin in origins:
+        try:
+            url = httpx.URL(origin) if isinstance(origin, (str, httpx.URL)) else None
+        except httpx.InvalidURL:
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(
+                f"origins must be http(s) URLs such as 'https://api.example.com', got {origin!r}"
+            )
+        checked.add(_origin(url))
+    return frozenset(checked)
+
+
 def _origin(url: httpx.URL | str) -> str:
     url = httpx.URL(url)
     port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
@@ -186,10 +212,12 @@ class RefreshAuth(httpx.Auth):
         clock: returns the time in epoch seconds (for tests); default ``time.time``.
 
     Raises:
-        TypeError: ``credentials`` is not a mapping, ``refresh`` is not callable, or
-            ``refresh_on`` is neither a collection of statuses nor a predicate.
+        TypeError: ``credentials`` is not a mapping, ``refresh`` is not callable,
+            ``refresh_on`` is neither a collection of statuses nor a predicate, or
+            ``origins`` is a string.
         ValueError: ``leeway``, ``min_refresh_interval`` or ``refresh_timeout`` is negative,
-            NaN or infinite; ``refresh_on`` is empty or holds something not a status code.
+            NaN or infinite; ``refresh_on`` is empty or holds something not a status code;
+            ``origins`` is empty or holds something that is not an http(s) origin.
 
     Requests made through it raise :class:`RefreshError` (or its subclass
     :class:`ReauthorizationRequired`) when a needed refresh fails, and
@@ -265,8 +293,8 @@ class RefreshAuth(httpx.Auth):
         if callable(origins):
             self._scope_check = origins
             self._origins = frozenset()  # not None: every request asks _in_scope
-        elif origins:
-            self._origins = frozenset(_origin(origin) for origin in origins)
+        elif origins is not None:
+            self._origins = _check_origins(origins)
         if buffer_body:
             self.requires_request_body = True
         # A predicate may look at the body (e.g. {"error": "access_token_expired"}).
@@ -327,13 +355,21 @@ class RefreshAuth(httpx.Auth):
         self, request: httpx.Request, credentials: Mapping[str, Any]
     ) -> tuple[set[str], set[str], set[str]]:
         """Apply, and find what the applier wrote by comparing before and after."""
-        headers_before = set(request.headers.raw)  # bytes: no decoding on this path
-        query_before = request.url.query
+        # httpx keeps headers as a list of (raw name, lowercase name, value) tuples and
+        # makes a new tuple for every header set, even to the same value: comparing the
+        # tuples' identities finds exactly what the applier wrote.
+        entries: Any = getattr(request.headers, "_list", None)
+        by_identity = isinstance(entries, list)
+        before: list[Any] = list(entries) if by_identity else list(request.headers.raw)
+        seen = {id(entry) for entry in before} if by_identity else set(before)
+        url_before = request.url
+        query_before = url_before.query
         self._applier(request, credentials)
+        after = request.headers._list if by_identity else request.headers.raw
         headers = {  # httpx encoded what the applier wrote as ASCII: latin-1 decodes it
-            (name.decode("latin-1").lower(), value.decode("latin-1"))
-            for name, value in request.headers.raw
-            if (name, value) not in headers_before
+            (entry[0].decode("latin-1").lower(), entry[-1].decode("latin-1"))
+            for entry in after
+            if (id(entry) if by_identity else entry) not in seen
         }
         params: set[tuple[str, str]] = set()
         if request.url.query != query_before:  # only then is the query parsed
@@ -342,6 +378,15 @@ class RefreshAuth(httpx.Auth):
                 (name, value)
                 for name, value in request.url.params.multi_items()
                 if (name, value) not in params_before
+            }
+        elif request.url is not url_before:
+            # The applier set the URL again without changing the query: it wrote a value
+            # the caller had already put there. Which one is unknown; every value long
+            # enough to be a secret counts as written.
+            params = {
+                (name, value)
+                for name, value in request.url.params.multi_items()
+                if len(value) >= _ECHO_MIN
             }
         return (
             {name for name, _ in headers},
@@ -387,10 +432,15 @@ class RefreshAuth(httpx.Auth):
         if (here.scheme, here.host, here.port) == (url.scheme, url.host, url.port):
             return
         # Strip what the applier wrote (by name), and any other header or query value
-        # that carries one of the written values (e.g. echoed into a Location).
-        written = [value for value in mark.values if value]
+        # that carries one of the written values (e.g. a token echoed into a Location).
+        # Only values long enough to be secrets are searched for ("2" is in many a
+        # header), and the headers httpx sets for the message itself are left alone.
+        written = [value for value in mark.values if len(value) >= _ECHO_MIN]
         for name, value in list(request.headers.items()):
-            if name.lower() in mark.headers or any(w in value for w in written):
+            lowered = name.lower()
+            if lowered in mark.headers or (
+                lowered not in _FRAMING and any(w in value for w in written)
+            ):
                 del request.headers[name]
         for name, value in list(request.url.params.multi_items()):
             if name in mark.params or any(w in value for w in written):

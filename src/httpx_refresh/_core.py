@@ -254,6 +254,9 @@ def flow(decisions: Decisions, request: Any) -> Generator[Send | Refresh, Any, N
     snapshot, ready = prepare(decisions, request)
     if not ready:
         snapshot = yield Refresh(snapshot.version, "proactive")
+        if not decisions.in_scope(request):  # R13: the refresh moved the credentials elsewhere
+            yield Send(request)
+            return
         decisions.apply(request, snapshot.credentials)
     rewind = decisions.rewind_plan(request)
     response = yield Send(request)
@@ -281,6 +284,8 @@ def after_rejection(
     # R5: if someone already replaced this version, the flight control hands back
     # the newer snapshot without refreshing again.
     fresh = yield Refresh(snapshot.version, "reactive")
+    if not decisions.in_scope(request):
+        return  # R13: the new credentials belong to another origin now; no replay here
     if not rewind():
         raise RequestNotReplayable(
             f"{request.method} {request.url.copy_with(query=None)} was rejected with "

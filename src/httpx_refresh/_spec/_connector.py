@@ -246,10 +246,13 @@ class _StaticAuth(httpx.Auth):
         yield request
 
 
-def _write(settings: Settings, request: httpx.Request) -> bool:
-    """Write ``settings`` onto ``request``; ``False`` if it goes elsewhere (nothing written)."""
+def _write(settings: Settings, request: httpx.Request, *, anywhere: bool = False) -> bool:
+    """Write ``settings`` onto ``request``; ``False`` if it goes elsewhere (nothing written).
+
+    ``anywhere``: the caller has decided the scope (``connect(origins=...)``).
+    """
     key = settings.origin_key
-    if key is not None:
+    if key is not None and not anywhere:
         url = request.url
         if (url.scheme, url.host, url.port) != key:
             return False  # credentials only go to the origin of baseUri (DESIGN R13)
@@ -265,11 +268,12 @@ def _write(settings: Settings, request: httpx.Request) -> bool:
 class _Apply:
     """The connection's applier: ``makeApiClient`` evaluated once per credentials snapshot."""
 
-    __slots__ = ("_cache", "_client", "_scope")
+    __slots__ = ("_cache", "_client", "_scope", "anywhere")
 
     def __init__(self, client: ApiClientSpec, scope: Mapping[str, Any]) -> None:
         self._client = client
         self._scope = scope
+        self.anywhere = False  # True when connect(origins=...) decides the scope
         self._cache: tuple[Mapping[str, Any], Settings] | None = None
 
     def settings(self, credentials: Mapping[str, Any]) -> Settings:
@@ -283,14 +287,14 @@ class _Apply:
         return cache[1]
 
     def __call__(self, request: httpx.Request, credentials: Mapping[str, Any]) -> None:
-        _write(self.settings(credentials), request)
+        _write(self.settings(credentials), request, anywhere=self.anywhere)
 
     def apply_reporting(
         self, request: httpx.Request, credentials: Mapping[str, Any]
     ) -> tuple[frozenset[str], frozenset[str], tuple[str, ...]]:
         """Apply, and say what was written (for the redirect guard, without diffing)."""
         settings = self.settings(credentials)
-        if not _write(settings, request):
+        if not _write(settings, request, anywhere=self.anywhere):
             return frozenset(), frozenset(), ()
         return settings.written
 
@@ -356,7 +360,9 @@ class Connection:
             options["token_key"] = "access_token" if can_refresh and uses_token else None
         # Evaluate makeApiClient once now: a spec problem shows at connect(), not later.
         self._apply.settings(dict(credentials))
-        if "origins" not in options:
+        if "origins" in options:
+            self._apply.anywhere = True  # the caller's origins, for scope and applier alike
+        else:
             # Decided per request from the current credentials' baseUri (it may move, e.g.
             # an instance_url that a refresh changes).
             options["origins"] = self._in_scope

@@ -69,15 +69,17 @@ class PythonFunction:
         if isinstance(exc, HttpxRefreshError):
             return exc
         response = getattr(exc, "response", None)
-        retry_after = None
+        retry_after = status_code = None
         if type(exc).__name__ == "HTTPStatusError" and response is not None:
             from .._oauth2 import _retry_after
 
             retry_after = _retry_after(response)
+            status_code = getattr(response, "status_code", None)
         transient = is_transient(exc)
         return RefreshError(
             f"{self.where(exc)} raised {type(exc).__name__}",
             transient=transient,
+            status_code=status_code,
             retry_after=retry_after if transient else None,
         )
 
