@@ -19,14 +19,19 @@ from ._flight import RefreshStats
 from ._oauth2 import ClientCredentialsRefresh, OAuth2Refresh
 from ._retry import RetryPolicy, set_testing
 from ._spec import Connection, Connector, load_connector
+from ._stores import CredentialStore, FileStore, MemoryStore, RedisStore, Stored
 
 __all__ = [
     "ClientCredentialsRefresh",
     "Connection",
     "Connector",
+    "CredentialStore",
+    "FileStore",
     "HttpxRefreshError",
+    "MemoryStore",
     "OAuth2Refresh",
     "ReauthorizationRequired",
+    "RedisStore",
     "RefreshAuth",
     "RefreshError",
     "RefreshStats",
@@ -34,6 +39,7 @@ __all__ = [
     "RetryPolicy",
     "SpecError",
     "StoreError",
+    "Stored",
     "bearer",
     "headers",
     "load_connector",

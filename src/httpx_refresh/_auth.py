@@ -21,6 +21,7 @@ from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshErro
 from ._flight import Flight, FlightControl, RefreshStats, fresh_copy, translate
 from ._invoke import call_async, call_sync, is_async_callable
 from ._retry import RetryPolicy, retry_async, retry_sync
+from ._stores import CredentialStore, is_store
 
 __all__ = ["RefreshAuth"]
 
@@ -156,10 +157,17 @@ def _origin(url: httpx.URL | str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Step:
-    """One I/O step of a flight's owner: call the refresher, or the hook with credentials."""
+    """One I/O step of a flight's owner, performed by the sync or async driver.
 
-    hook: bool
+    ``kind``: ``"refresh"`` (the refresher, with retries), ``"hook"`` (``on_refresh`` with
+    ``credentials``), and with a store ``"lock"``, ``"load"``, ``"save"`` (``credentials``
+    if the stored version is still ``expected``) and ``"unlock"`` (``token``).
+    """
+
+    kind: str
     credentials: dict[str, Any] | None = None
+    expected: int | None = None
+    token: object = None
 
 
 class RefreshAuth(httpx.Auth):
@@ -226,7 +234,7 @@ class RefreshAuth(httpx.Auth):
 
     def __init__(
         self,
-        credentials: Mapping[str, Any],
+        credentials: Mapping[str, Any] | CredentialStore,
         refresh: Refresher,
         *,
         connector_parameters: Mapping[str, Any] | None = None,
@@ -244,8 +252,18 @@ class RefreshAuth(httpx.Auth):
         advisory: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not isinstance(credentials, Mapping):
-            raise TypeError(f"credentials must be a mapping, got {type(credentials).__name__}")
+        self._store: CredentialStore | None = None
+        stored_version: int | None = None
+        if is_store(credentials):
+            self._store = credentials  # type: ignore[assignment]
+            loaded = self._store.load()  # type: ignore[union-attr]
+            credentials = {} if loaded is None else loaded.credentials
+            stored_version = None if loaded is None else loaded.version
+        elif not isinstance(credentials, Mapping):
+            raise TypeError(
+                f"credentials must be a mapping or a CredentialStore, got "
+                f"{type(credentials).__name__}"
+            )
         if not callable(refresh):
             raise TypeError(f"refresh must be callable, got {type(refresh).__name__}")
         for name, value in (
@@ -305,7 +323,7 @@ class RefreshAuth(httpx.Auth):
             raise ValueError(f"advisory must be a finite number of seconds >= 0, got {advisory!r}")
         self._advisory = advisory is not None
         self._control = FlightControl(
-            make_snapshot(credentials, 0, now=clock()),
+            make_snapshot(credentials, 0, now=clock(), stored=stored_version),
             clock,
             stuck_after=self._flight_limit,
             cooldown=self._retry.cooldown,
@@ -484,8 +502,11 @@ class RefreshAuth(httpx.Auth):
         """
         if not isinstance(credentials, Mapping):
             raise TypeError(f"credentials must be a mapping, got {type(credentials).__name__}")
-        self._control.replace(credentials)
+        snapshot = self._control.replace(credentials)
         self._decisions.forget_rejections()
+        if self._store is not None:  # the new grant replaces the stored one, whatever it was
+            version = self._store.save(credentials, expected_version=None, force=True)
+            self._control.mark_stored(snapshot, version)
 
     def _declare_dead(self, error: ReauthorizationRequired) -> None:
         """Make every later request fail fast with ``error`` until :meth:`update_credentials`."""
@@ -738,8 +759,10 @@ class RefreshAuth(httpx.Auth):
         while True:
             failure: BaseException | None = None
             try:
-                if step.hook:
+                if step.kind == "hook":
                     value = call_sync(self._on_refresh, step.credentials)
+                elif step.kind != "refresh":
+                    value = self._store_step_sync(step)
                 else:
                     value = retry_sync(
                         functools.partial(
@@ -789,10 +812,12 @@ class RefreshAuth(httpx.Auth):
         while True:
             failure: BaseException | None = None
             try:
-                if step.hook:
+                if step.kind == "hook":
                     value = await call_async(
                         self._on_refresh, step.credentials, time_limit=self._refresh_timeout
                     )
+                elif step.kind != "refresh":
+                    value = await self._store_step_async(step)
                 else:
                     value = await retry_async(
                         functools.partial(
@@ -811,19 +836,80 @@ class RefreshAuth(httpx.Auth):
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
 
-    def _own_flight(self, flight: Flight, reason: str) -> Generator[_Step, Any, Snapshot]:
-        """The owner's part of a flight, without I/O: run the refresher, merge, run the hook.
+    def _store_step_sync(self, step: _Step) -> Any:
+        store = self._store
+        assert store is not None
+        if step.kind == "lock":
+            return store.acquire(self._flight_limit)
+        if step.kind == "load":
+            return store.load()
+        if step.kind == "save":
+            assert step.credentials is not None
+            return store.save(step.credentials, expected_version=step.expected)
+        store.release(step.token)
+        return None
 
-        Yields a :class:`_Step` (call the refresher, or call the hook with the merged
-        credentials); the sync or async driver performs it and sends back its result
-        or throws its exception in. Returns the new snapshot; raises what the callers
-        of the flight get (errors are raised outside ``except`` blocks, so no
+    async def _store_step_async(self, step: _Step) -> Any:
+        store = self._store
+        assert store is not None
+        if step.kind == "lock":
+            return await store.aacquire(self._flight_limit)
+        if step.kind == "load":
+            return await store.aload()
+        if step.kind == "save":
+            assert step.credentials is not None
+            return await store.asave(step.credentials, expected_version=step.expected)
+        await store.arelease(step.token)
+        return None
+
+    def _own_flight(self, flight: Flight, reason: str) -> Generator[_Step, Any, Snapshot]:
+        """The owner's part of a flight, without I/O.
+
+        Without a store: run the refresher, merge, run the hook. With a store, around
+        that: take the store's lock and reload; adopt newer stored credentials without
+        refreshing (another process refreshed); otherwise refresh, merge, save with
+        compare-and-set on the version read; release the lock (DESIGN R5, R9).
+
+        Yields a :class:`_Step`; the sync or async driver performs it and sends back its
+        result or throws its exception in. Returns the new snapshot; raises what the
+        callers of the flight get (errors are raised outside ``except`` blocks, so no
         secret-bearing ``__context__`` rides along).
         """
+        if self._store is None:
+            return (yield from self._own_refresh(flight, reason, stored=False))
+        error: BaseException | None = None
+        token: object = None
+        try:
+            token = yield _Step("lock")
+        except BaseException as exc:
+            error = self._fail(flight, exc, reason)
+            if error is exc:
+                raise
+        if error is not None:
+            raise error
+        try:
+            return (yield from self._own_refresh(flight, reason, stored=True))
+        finally:
+            yield _Step("unlock", token=token)
+
+    def _own_refresh(
+        self, flight: Flight, reason: str, *, stored: bool
+    ) -> Generator[_Step, Any, Snapshot]:
         started = time.perf_counter()
         error: BaseException | None = None
+        expected = flight.base.stored
         try:
-            returned = yield _Step(hook=False)
+            if stored:
+                loaded = yield _Step("load")
+                if loaded is not None and loaded.version != flight.base.stored:
+                    # Another process refreshed (or the store was updated): adopt.
+                    snapshot, _ = self._control.commit(
+                        flight, loaded.credentials, adopted=loaded.version
+                    )
+                    self._succeed(flight, snapshot, f"{reason}, adopted from the store", started)
+                    return snapshot
+                expected = None if loaded is None else loaded.version
+            returned = yield _Step("refresh")
             snapshot, committed = self._control.commit(
                 flight, self._check_result(returned, flight.base)
             )
@@ -833,9 +919,20 @@ class RefreshAuth(httpx.Auth):
                 raise
         if error is not None:
             raise error
+        if committed and stored:
+            # In memory first (R9): a failed save never loses the rotated token here.
+            try:
+                version = yield _Step(
+                    "save", credentials=dict(snapshot.credentials), expected=expected
+                )
+                snapshot = self._control.mark_stored(snapshot, version)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, translated
+                error = self._hook_failed(flight, snapshot, exc)
+            if error is not None:
+                raise error
         if committed and self._on_refresh is not None:
             try:
-                yield _Step(hook=True, credentials=dict(snapshot.credentials))
+                yield _Step("hook", credentials=dict(snapshot.credentials))
             except BaseException as exc:  # noqa: BLE001 - re-raised below, translated
                 error = self._hook_failed(flight, snapshot, exc)
             if error is not None:

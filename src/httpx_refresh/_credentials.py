@@ -114,6 +114,8 @@ class Snapshot:
         lifetime: the token's lifetime in seconds as ``expires_in`` gave it, if known.
         refreshed_at: epoch seconds when a refresh produced these credentials, or
             ``None`` when they were given (at start or by ``update_credentials``).
+        stored: the credential store's version these credentials are (``None``: not
+            from a store, or not saved yet).
     """
 
     credentials: Mapping[str, Any]
@@ -121,6 +123,7 @@ class Snapshot:
     expires_at: float | None
     lifetime: float | None
     refreshed_at: float | None = None
+    stored: int | None = None
 
     def __repr__(self) -> str:
         return (
@@ -130,7 +133,12 @@ class Snapshot:
 
 
 def make_snapshot(
-    credentials: Mapping[str, Any], version: int, *, now: float, refreshed: bool = False
+    credentials: Mapping[str, Any],
+    version: int,
+    *,
+    now: float,
+    refreshed: bool = False,
+    stored: int | None = None,
 ) -> Snapshot:
     """Freeze ``credentials`` into a :class:`Snapshot`, computing its expiry.
 
@@ -148,7 +156,7 @@ def make_snapshot(
         logger.warning("credentials: expires_at is not a date or epoch; expiry treated as unknown")
     if expires_at is None and lifetime is not None:
         expires_at = now + lifetime
-    return Snapshot(frozen, version, expires_at, lifetime, now if refreshed else None)
+    return Snapshot(frozen, version, expires_at, lifetime, now if refreshed else None, stored)
 
 
 def merge_credentials(

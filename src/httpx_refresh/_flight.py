@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import logging
 import math
 import threading
@@ -224,8 +225,17 @@ class FlightControl:
             flight = self._flight = Flight(self.snapshot, advisory=True)
             return flight
 
-    def commit(self, flight: Flight, returned: Mapping[str, Any]) -> tuple[Snapshot, bool]:
+    def commit(
+        self,
+        flight: Flight,
+        returned: Mapping[str, Any],
+        *,
+        adopted: int | None = None,
+    ) -> tuple[Snapshot, bool]:
         """Merge a refresher's result into the credentials (DESIGN R8).
+
+        With ``adopted`` (a store version), ``returned`` are credentials another process
+        stored: they replace the current ones as they are, and no refresh is counted.
 
         Returns:
             ``(snapshot, committed)``; ``committed`` is ``False`` when the credentials
@@ -233,14 +243,28 @@ class FlightControl:
         """
         now = self._clock()
         with self._mutex:
-            self._refreshes += 1
             current = self.snapshot
+            if adopted is None:
+                self._refreshes += 1
             if current.version != flight.base.version:
                 return current, False
-            merged = merge_credentials(current.credentials, returned, now=now)
-            snapshot = make_snapshot(merged, current.version + 1, now=now, refreshed=True)
+            if adopted is None:
+                merged = merge_credentials(current.credentials, returned, now=now)
+            else:
+                merged = dict(returned)
+            snapshot = make_snapshot(
+                merged, current.version + 1, now=now, refreshed=True, stored=adopted
+            )
             self.snapshot = snapshot
             return snapshot, True
+
+    def mark_stored(self, snapshot: Snapshot, stored: int) -> Snapshot:
+        """Record that ``snapshot`` was saved as store version ``stored``."""
+        with self._mutex:
+            marked = dataclasses.replace(snapshot, stored=stored)
+            if self.snapshot is snapshot:
+                self.snapshot = marked
+            return marked
 
     def finish(
         self,
@@ -284,11 +308,11 @@ class FlightControl:
         for wake in wakers or ():
             wake()
 
-    def replace(self, credentials: Mapping[str, Any]) -> Snapshot:
+    def replace(self, credentials: Mapping[str, Any], *, stored: int | None = None) -> Snapshot:
         """Replace the credentials (``update_credentials``): new version, failure state cleared."""
         now = self._clock()
         with self._mutex:
-            snapshot = make_snapshot(credentials, self.snapshot.version + 1, now=now)
+            snapshot = make_snapshot(credentials, self.snapshot.version + 1, now=now, stored=stored)
             self.snapshot = snapshot
             self.dead = None
             self._cooling = None

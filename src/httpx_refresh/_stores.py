@@ -1,0 +1,521 @@
+"""Credential stores: where a connection's credentials live, shared by processes and hosts.
+
+A store holds the credentials with a *store version* (an integer that grows with every
+save) and offers a cross-process lock. ``RefreshAuth(credentials=store)`` loads it once,
+never touches it on the fresh-token path, and, when a refresh is needed: takes the lock,
+reloads, adopts newer stored credentials without refreshing (another process refreshed
+already), or refreshes, saves with compare-and-set on the version it read, and releases
+(DESIGN R5 across processes, R9).
+
+- :class:`MemoryStore`: in this process (two auth objects may share it).
+- :class:`FileStore`: a JSON file, atomic writes, owner-only, ``filelock`` lock.
+- :class:`RedisStore`: one Redis hash; a lock with an expiry; compare-and-set in Lua.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, cast, runtime_checkable
+
+import anyio
+import anyio.to_thread
+
+from ._exceptions import StoreError
+from ._files import write_json_atomic
+
+__all__ = ["CredentialStore", "FileStore", "MemoryStore", "RedisStore", "Stored", "is_store"]
+
+logger = logging.getLogger("httpx_refresh")
+
+_POLL = 0.01  # seconds between tries of a lock held elsewhere (async waits)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """Credentials as a store holds them.
+
+    Attributes:
+        credentials: the credentials (a plain dict; the caller may keep it).
+        version: the store version, > 0; it grows by one with every save.
+    """
+
+    credentials: dict[str, Any]
+    version: int
+
+    def __repr__(self) -> str:  # keys only
+        return f"Stored(version={self.version}, keys={sorted(self.credentials)!r})"
+
+
+@runtime_checkable
+class CredentialStore(Protocol):
+    """What ``RefreshAuth(credentials=...)`` and ``Connector.connect(credentials=...)`` accept
+    besides a mapping.
+
+    Each operation exists sync and async (``a``-prefixed); the async ones must not block the
+    event loop and must work on asyncio and trio.
+
+    - ``load() -> Stored | None``: the stored credentials, or ``None`` if there are none.
+    - ``save(credentials, *, expected_version, force=False) -> int``: store them and return
+      the new version, only if the stored version is still ``expected_version`` (``None``:
+      nothing stored yet), unless ``force``; otherwise raise :class:`StoreError`
+      (compare-and-set: a holder whose lock expired cannot overwrite newer credentials).
+    - ``acquire(wait) -> object`` / ``release(token)``: the cross-process lock around a
+      refresh; ``acquire`` raises :class:`StoreError` after ``wait`` seconds.
+
+    Every failure (I/O, network, a corrupt file) is a :class:`StoreError` with context.
+    """
+
+    def load(self) -> Stored | None:
+        """The stored credentials, or ``None`` if there are none."""
+        ...
+
+    def save(
+        self, credentials: Mapping[str, Any], *, expected_version: int | None, force: bool = False
+    ) -> int:
+        """Store ``credentials`` if the stored version is ``expected_version``; the new version."""
+        ...
+
+    def acquire(self, wait: float) -> object:
+        """Take the cross-process lock within ``wait`` seconds; a token for :meth:`release`."""
+        ...
+
+    def release(self, token: object) -> None:
+        """Release the lock taken by :meth:`acquire`."""
+        ...
+
+    async def aload(self) -> Stored | None:
+        """Async :meth:`load`."""
+        ...
+
+    async def asave(
+        self, credentials: Mapping[str, Any], *, expected_version: int | None, force: bool = False
+    ) -> int:
+        """Async :meth:`save`."""
+        ...
+
+    async def aacquire(self, wait: float) -> object:
+        """Async :meth:`acquire`."""
+        ...
+
+    async def arelease(self, token: object) -> None:
+        """Async :meth:`release`."""
+        ...
+
+
+def _conflict(where: str | None, expected: int | None, found: int | None) -> StoreError:
+    return StoreError(
+        f"the stored credentials changed meanwhile (version {found}, expected {expected}): "
+        "another process saved newer ones; this save was refused",
+        path=where,
+    )
+
+
+class MemoryStore:
+    """Credentials in this process, for several ``RefreshAuth`` objects or tests.
+
+    Args:
+        credentials: initial credentials (stored as version 1), or ``None`` for none.
+
+    The lock is a ``threading.Lock``: it coordinates threads and event loops of this
+    process, not other processes (use :class:`FileStore` or :class:`RedisStore`).
+    """
+
+    def __init__(self, credentials: Mapping[str, Any] | None = None) -> None:
+        self._mutex = threading.Lock()
+        self._lock = threading.Lock()
+        self._stored = None if credentials is None else Stored(dict(credentials), 1)
+
+    def __repr__(self) -> str:
+        stored = self._stored
+        return f"<MemoryStore version={None if stored is None else stored.version}>"
+
+    def load(self) -> Stored | None:
+        """The stored credentials (a copy), or ``None``."""
+        with self._mutex:
+            stored = self._stored
+            return None if stored is None else Stored(dict(stored.credentials), stored.version)
+
+    def save(
+        self, credentials: Mapping[str, Any], *, expected_version: int | None, force: bool = False
+    ) -> int:
+        """Compare-and-set; see :class:`CredentialStore`.
+
+        Raises:
+            StoreError: the stored version is not ``expected_version`` (and not ``force``).
+        """
+        with self._mutex:
+            found = None if self._stored is None else self._stored.version
+            if not force and found != expected_version:
+                raise _conflict("memory", expected_version, found)
+            version = (found or 0) + 1
+            self._stored = Stored(dict(credentials), version)
+            return version
+
+    def acquire(self, wait: float) -> object:
+        """Take the lock within ``wait`` seconds.
+
+        Raises:
+            StoreError: not acquired in time.
+        """
+        if not self._lock.acquire(timeout=max(wait, 0.0)):
+            raise StoreError(f"could not take the lock within {wait:g} s", path="memory")
+        return self._lock
+
+    def release(self, token: object) -> None:
+        """Release the lock."""
+        self._lock.release()
+
+    async def aload(self) -> Stored | None:
+        """Async :meth:`load`."""
+        return self.load()
+
+    async def asave(
+        self, credentials: Mapping[str, Any], *, expected_version: int | None, force: bool = False
+    ) -> int:
+        """Async :meth:`save`."""
+        return self.save(credentials, expected_version=expected_version, force=force)
+
+    async def aacquire(self, wait: float) -> object:
+        """Async :meth:`acquire` (polls; never blocks the event loop)."""
+        deadline = time.monotonic() + wait
+        while not self._lock.acquire(blocking=False):
+            if time.monotonic() >= deadline:
+                raise StoreError(f"could not take the lock within {wait:g} s", path="memory")
+            await anyio.sleep(_POLL)
+        return self._lock
+
+    async def arelease(self, token: object) -> None:
+        """Async :meth:`release`."""
+        self._lock.release()
+
+
+_MARKER = "httpx_refresh_store"
+
+
+class FileStore:
+    """Credentials in a JSON file, shared by the processes of one host.
+
+    The file holds ``{"httpx_refresh_store": 1, "version": N, "credentials": {...}}``; a
+    plain JSON object of credentials (e.g. one the ``request`` command wrote) is read as
+    version 0 and rewritten in the store's format at the first save. Writes are atomic
+    (temporary file in the same directory, ``fsync``, ``os.replace``) and owner-only
+    (0600); the lock is ``filelock.FileLock`` on ``<path>.lock`` (released by the OS if
+    the holder dies). A file that is not valid JSON is a :class:`StoreError` and is
+    never replaced.
+
+    Args:
+        path: the JSON file (it need not exist yet).
+
+    Raises:
+        StoreError: (from the methods) the file cannot be read or written, is corrupt, or
+            the lock cannot be taken in time.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import filelock
+
+        self.path = Path(path)
+        self._filelock = filelock.FileLock(str(self.path) + ".lock", thread_local=False)
+        self._timeout_error = filelock.Timeout
+
+    def __repr__(self) -> str:
+        return f"<FileStore {str(self.path)!r}>"
+
+    def load(self) -> Stored | None:
+        """Read the file; ``None`` if it does not exist.
+
+        Raises:
+            StoreError: unreadable, not JSON, not a JSON object, or malformed store data.
+        """
+        where = str(self.path)
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(
+                f"cannot read the credentials file ({type(exc).__name__})", path=where
+            ) from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            line = getattr(exc, "lineno", None)
+            raise StoreError(
+                f"the credentials file is not valid JSON (line {line}); it was left as it is",
+                path=where,
+            ) from None
+        if not isinstance(data, dict):
+            raise StoreError("the credentials file does not hold a JSON object", path=where)
+        if data.get(_MARKER) == 1:
+            credentials, version = data.get("credentials"), data.get("version")
+            if not isinstance(credentials, dict) or not isinstance(version, int) or version < 1:
+                raise StoreError("the credentials file has malformed store data", path=where)
+            return Stored(credentials, version)
+        return Stored(data, 0)
+
+    def save(
+        self, credentials: Mapping[str, Any], *, expected_version: int | None, force: bool = False
+    ) -> int:
+        """Compare-and-set, then an atomic replace; see :class:`CredentialStore`.
+
+        Call it with the lock held (``RefreshAuth`` does), or the check and the write
+        are not atomic across processes.
+
+        Raises:
+            StoreError: the version changed, or the file cannot be written (the old
+                file is left untouched).
+        """
+        current = self.load()
+        found = None if current is None else current.version
+        if not force and found != expected_version:
+            raise _conflict(str(self.path), expected_version, found)
+        version = (found or 0) + 1
+        document = {_MARKER: 1, "version": version, "credentials": dict(credentials)}
+        try:
+            write_json_atomic(self.path, document)
+        except (OSError, TypeError, ValueError) as exc:
+            raise StoreError(
+                f"cannot write the credentials file ({type(exc).__name__})", path=str(self.path)
+            ) from None
+        return version
+
+    def acquire(self, wait: float) -> object:
+        """Take the file lock within ``wait`` seconds.
+
+        Raises:
+            StoreError: not acquired in time, or the lock file cannot be created.
+        """
+        try:
+            self._filelock.acquire(timeout=max(wait, 0.0), poll_interval=_POLL)
+        except self._timeout_error:
+            raise StoreError(
+                f"could not take the lock within {wait:g} s", path=self._filelock.lock_file
+            ) from None
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the lock file ({type(exc).__name__})", path=self._filelock.lock_file
+            ) from None
+        return self._filelock
+
+    def release(self, token: object) -> None:
+        """Release the file lock."""
+        self._filelock.release()
+
+    async def aload(self) -> Stored | None:
+        """Async :meth:`load` (in a worker thread)."""
+        return await anyio.to_thread.run_sync(self.load)
+
+    async def asave(
+        self, credentials: Mapping[str, Any], *, expected_version: int | None, force: bool = False
+    ) -> int:
+        """Async :meth:`save` (in a worker thread)."""
+
+        def save() -> int:
+            return self.save(credentials, expected_version=expected_version, force=force)
+
+        return await anyio.to_thread.run_sync(save)
+
+    async def aacquire(self, wait: float) -> object:
+        """Async :meth:`acquire`: tries without blocking, sleeping between tries."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                self._filelock.acquire(timeout=0)
+            except self._timeout_error:
+                if time.monotonic() >= deadline:
+                    raise StoreError(
+                        f"could not take the lock within {wait:g} s",
+                        path=self._filelock.lock_file,
+                    ) from None
+                await anyio.sleep(_POLL)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the lock file ({type(exc).__name__})",
+                    path=self._filelock.lock_file,
+                ) from None
+            else:
+                return self._filelock
+
+    async def arelease(self, token: object) -> None:
+        """Async :meth:`release`."""
+        self._filelock.release()
+
+
+# KEYS[1] the hash; ARGV[1] expected version ("" = none stored), ARGV[2] credentials JSON,
+# ARGV[3] "1" to force. Returns the new version, or -1 - the version found on a mismatch.
+_CAS = """
+local found = redis.call('HGET', KEYS[1], 'version')
+if ARGV[3] ~= '1' then
+  if ARGV[1] == '' then
+    if found then return -1 - tonumber(found) end
+  elseif found ~= ARGV[1] then
+    if found then return -1 - tonumber(found) end
+    return -1
+  end
+end
+local version = (tonumber(found) or 0) + 1
+redis.call('HSET', KEYS[1], 'version', version, 'credentials', ARGV[2])
+return version
+"""
+
+
+class RedisStore:
+    """Credentials in Redis, shared by processes on several hosts (optional extra ``redis``).
+
+    One hash at ``key`` holds ``version`` and ``credentials`` (JSON); saves are
+    compare-and-set in a Lua script, so a process whose lock expired cannot overwrite
+    newer credentials. The lock is redis-py's ``Lock`` at ``<key>:lock`` with an expiry
+    (``lock_ttl``), so a dead holder blocks the others for at most that long. Async
+    methods run the sync client in a worker thread, so they work on asyncio and trio.
+
+    Args:
+        redis: a Redis URL (``redis://127.0.0.1:6379/0``) or a ``redis.Redis`` client.
+        key: the hash key of this connection's credentials.
+        lock_ttl: seconds after which a held lock expires (longer than a refresh takes).
+
+    Raises:
+        StoreError: (from the methods) Redis cannot be reached, the data is malformed,
+            the version changed, or the lock cannot be taken in time.
+        ImportError: at construction, if redis-py is not installed.
+    """
+
+    def __init__(self, redis: Any, key: str, *, lock_ttl: float = 30.0) -> None:
+        try:
+            import redis as redis_py
+        except ImportError as exc:
+            raise ImportError(
+                "RedisStore needs redis-py: pip install 'httpx-refresh[redis]'"
+            ) from exc
+        self._errors: tuple[type[BaseException], ...] = (redis_py.RedisError, OSError)
+        self._client = redis_py.Redis.from_url(redis) if isinstance(redis, str) else redis
+        self.key = key
+        self._lock_ttl = float(lock_ttl)
+        self._cas = self._client.register_script(_CAS)
+
+    def __repr__(self) -> str:
+        return f"<RedisStore key={self.key!r}>"
+
+    def _fail(self, what: str, exc: BaseException) -> StoreError:
+        return StoreError(f"{what} failed ({type(exc).__name__})", path=f"redis:{self.key}")
+
+    def load(self) -> Stored | None:
+        """Read the hash; ``None`` if it does not exist.
+
+        Raises:
+            StoreError: Redis cannot be reached, or the data is malformed.
+        """
+        try:
+            found = self._client.hmget(self.key, ["version", "credentials"])
+        except self._errors as exc:
+            raise self._fail("loading the credentials", exc) from None
+        version, text = found
+        if version is None and text is None:
+            return None
+        try:
+            credentials = json.loads(cast("str | bytes", text))
+            number = int(cast("str | bytes", version))
+        except (TypeError, ValueError):
+            raise StoreError("malformed credentials in Redis", path=f"redis:{self.key}") from None
+        if not isinstance(credentials, dict):
+            raise StoreError("malformed credentials in Redis", path=f"redis:{self.key}")
+        return Stored(credentials, number)
+
+    def save(
+        self, credentials: Mapping[str, Any], *, expected_version: int | None, force: bool = False
+    ) -> int:
+        """Compare-and-set in one Lua script; see :class:`CredentialStore`.
+
+        Raises:
+            StoreError: the version changed, or Redis cannot be reached.
+        """
+        try:
+            text = json.dumps(dict(credentials))
+        except (TypeError, ValueError) as exc:
+            raise StoreError(
+                f"credentials cannot be stored as JSON ({type(exc).__name__})",
+                path=f"redis:{self.key}",
+            ) from None
+        expected = "" if expected_version is None else str(expected_version)
+        try:
+            result = int(self._cas(keys=[self.key], args=[expected, text, "1" if force else "0"]))
+        except self._errors as exc:
+            raise self._fail("saving the credentials", exc) from None
+        if result < 0:
+            found = None if result == -1 else -1 - result
+            raise _conflict(f"redis:{self.key}", expected_version, found)
+        return result
+
+    def acquire(self, wait: float) -> object:
+        """Take ``<key>:lock`` (expires after ``lock_ttl`` s) within ``wait`` seconds.
+
+        Raises:
+            StoreError: not acquired in time, or Redis cannot be reached.
+        """
+        lock = self._client.lock(
+            f"{self.key}:lock",
+            timeout=self._lock_ttl,
+            blocking_timeout=max(wait, 0.0),
+            sleep=_POLL,
+            thread_local=False,
+        )
+        try:
+            acquired = lock.acquire()
+        except self._errors as exc:
+            raise self._fail("taking the lock", exc) from None
+        if not acquired:
+            raise StoreError(
+                f"could not take the lock within {wait:g} s", path=f"redis:{self.key}:lock"
+            )
+        return lock
+
+    def release(self, token: object) -> None:
+        """Release the lock; if it expired meanwhile, log a warning (nothing to release)."""
+        try:
+            token.release()  # type: ignore[attr-defined]
+        except self._errors as exc:
+            logger.warning(
+                "the Redis lock %s:lock was not released (%s): it had expired, or Redis is "
+                "unreachable; it expires by itself",
+                self.key,
+                type(exc).__name__,
+            )
+        except Exception as exc:  # noqa: BLE001 - redis-py's LockError (not owned any more)
+            logger.warning(
+                "the Redis lock %s:lock had expired before it was released (%s)",
+                self.key,
+                type(exc).__name__,
+            )
+
+    async def aload(self) -> Stored | None:
+        """Async :meth:`load` (in a worker thread)."""
+        return await anyio.to_thread.run_sync(self.load)
+
+    async def asave(
+        self, credentials: Mapping[str, Any], *, expected_version: int | None, force: bool = False
+    ) -> int:
+        """Async :meth:`save` (in a worker thread)."""
+
+        def save() -> int:
+            return self.save(credentials, expected_version=expected_version, force=force)
+
+        return await anyio.to_thread.run_sync(save)
+
+    async def aacquire(self, wait: float) -> object:
+        """Async :meth:`acquire` (in a worker thread)."""
+        return await anyio.to_thread.run_sync(self.acquire, wait)
+
+    async def arelease(self, token: object) -> None:
+        """Async :meth:`release` (in a worker thread)."""
+        await anyio.to_thread.run_sync(self.release, token)
+
+
+def is_store(value: Any) -> bool:
+    """Whether ``value`` is a credential store (not a plain mapping)."""
+    return not isinstance(value, Mapping) and isinstance(value, CredentialStore)
