@@ -40,3 +40,75 @@ def run_server() -> Iterator[Callable[[Any], str]]:
     yield start
     while stack:
         stack.pop().__exit__(None, None, None)
+
+
+# -- a real Redis ------------------------------------------------------------------------------
+# .ci/run starts redis-server on a free port and exports HTTPX_REFRESH_REDIS_URL, and sets
+# HTTPX_REFRESH_REQUIRE_REDIS=1 so that the Redis tests fail there instead of skipping. Locally,
+# a redis-server on PATH is started for the session; without one, the Redis tests skip.
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a real Redis server on 127.0.0.1 (see the comment above)."""
+    import os
+    import shutil
+    import subprocess
+    import time
+
+    url = os.environ.get("HTTPX_REFRESH_REDIS_URL")
+    if url:
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("HTTPX_REFRESH_REQUIRE_REDIS") == "1":
+            pytest.fail("redis-server is required here (HTTPX_REFRESH_REQUIRE_REDIS=1)")
+        pytest.skip("redis-server is not installed (CI installs and starts it)")
+    import redis
+
+    port = _free_port()
+    directory = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail("redis-server did not start within 10 s")
+            time.sleep(0.05)
+    client.close()
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -10,11 +10,12 @@ from typing import Any, Literal
 import httpx
 
 from .._auth import RefreshAuth
-from .._exceptions import ReauthorizationRequired, SpecError
+from .._exceptions import ReauthorizationRequired, SpecError, StoreError
 from .._invoke import call_async, call_sync
 from .._oauth2 import OAuth2Refresh
 from .._redact import redact_query_names
 from .._retry import RetryPolicy
+from .._stores import CredentialStore, is_store
 from ._client import ApiClientSpec, Settings
 from ._formulas import UNDEFINED, Compiled
 from ._loader import SUPPORTED_TYPES, AuthVariant, ConnectorSpec, load_spec
@@ -149,7 +150,7 @@ class Connector:
         *,
         connector_parameters: Mapping[str, Any] | None = None,
         connection_parameters: Mapping[str, Any] | None = None,
-        credentials: Mapping[str, Any] | None = None,
+        credentials: Mapping[str, Any] | CredentialStore | None = None,
         auth_option: str | None = None,
         rate_limit_retry: RetryPolicy | None = None,
         **auth_options: Any,
@@ -161,7 +162,8 @@ class Connector:
                 and secret, ...).
             connection_parameters: what the user entered (``connectionParameters``, also
                 visible to formulas as ``connectionInput``).
-            credentials: the connection's credentials. For ``oauth2`` they are required
+            credentials: the connection's credentials, or a :class:`CredentialStore` that
+                holds them (shared with other processes). For ``oauth2`` they are required
                 (the token response of the authorization). For ``client-credentials`` they
                 default to ``getCredentialsFromConnectionParameters`` (called now; it may
                 make requests) or to the connection parameters themselves.
@@ -205,6 +207,11 @@ class Connector:
                 f"(supported: {', '.join(SUPPORTED_TYPES)})"
             )
         _require(self._spec.parameters_schema, connector_parameters, "connector parameter")
+        store: CredentialStore | None = None
+        if is_store(credentials):
+            store = credentials  # type: ignore[assignment]
+            loaded = store.load()  # type: ignore[union-attr]
+            credentials = None if loaded is None else loaded.credentials
         if credentials is None:
             if variant.type == "oauth2":
                 raise ValueError(
@@ -221,6 +228,7 @@ class Connector:
             connector_parameters=connector_parameters,
             connection_parameters=connection_parameters,
             credentials=credentials,
+            store=store,
             rate_limit_retry=rate_limit_retry if rate_limit_retry is not None else default_policy(),
             auth_options=auth_options,
         )
@@ -325,6 +333,7 @@ class Connection:
         credentials: Mapping[str, Any] | None,
         rate_limit_retry: RetryPolicy,
         auth_options: dict[str, Any],
+        store: CredentialStore | None = None,
     ) -> None:
         self.connector = connector
         self.auth_type = variant.type
@@ -348,6 +357,13 @@ class Connection:
         self._apply = _Apply(client_spec, self._scope)
         if credentials is None:
             credentials = self._initial_credentials()
+            if store is not None:  # first connection of this account: store what it starts with
+                try:
+                    store.save(credentials, expected_version=None)
+                except StoreError:  # another process stored first: theirs wins
+                    loaded = store.load()
+                    if loaded is not None:
+                        credentials = loaded.credentials
         refresher, can_refresh = self._refresher()
         options = dict(auth_options)
         if "token_key" not in options:
@@ -370,7 +386,7 @@ class Connection:
         self._defunct = client_spec.has_handlers("connection_is_defunct")
         self._limited = client_spec.has_handlers("rate_limit_exceeded")
         self.auth = RefreshAuth(
-            credentials,
+            store if store is not None else credentials,
             refresher,
             connector_parameters=connector_parameters,
             connection_parameters=connection_parameters,
