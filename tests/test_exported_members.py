@@ -14,10 +14,12 @@ import pytest
 import httpx_refresh
 
 PUBLIC = sorted(httpx_refresh.__all__)
-# The names DESIGN.md fixes ("Public API (these names are fixed)") that exist so far.
-# The credential stores (issue 5) add "MemoryStore", "FileStore" and "RedisStore" here.
+# The names DESIGN.md fixes ("Public API (these names are fixed)").
 DESIGN_NAMES = {
     "load_connector",
+    "MemoryStore",
+    "FileStore",
+    "RedisStore",
     "RefreshAuth",
     "OAuth2Refresh",
     "ClientCredentialsRefresh",
