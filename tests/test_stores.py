@@ -31,7 +31,15 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if kind == "redis":
         url = request.getfixturevalue("redis_url")
         key = f"test:{uuid.uuid4().hex}"
-        yield lambda: hr.RedisStore(url, key)
+        made: list[hr.RedisStore] = []
+
+        def make() -> hr.RedisStore:
+            made.append(hr.RedisStore(url, key))
+            return made[-1]
+
+        yield make
+        for store in made:
+            store.close()
         return
     if kind == "file":
         path = tmp_path / "credentials.json"
@@ -150,14 +158,13 @@ def test_unwritable_directory_is_a_store_error(tmp_path: Path) -> None:
 
 
 def test_redis_down_is_a_store_error() -> None:
-    pytest.importorskip("redis")
-    store = hr.RedisStore("redis://127.0.0.1:9/0", "some-key")
-    with pytest.raises(hr.StoreError, match="redis:some-key"):
-        store.load()
-    with pytest.raises(hr.StoreError):
-        store.save(GRANT, expected_version=None)
-    with pytest.raises(hr.StoreError):
-        store.acquire(0.1)
+    with hr.RedisStore("redis://127.0.0.1:9/0", "some-key") as store:
+        with pytest.raises(hr.StoreError, match="redis:some-key"):
+            store.load()
+        with pytest.raises(hr.StoreError):
+            store.save(GRANT, expected_version=None)
+        with pytest.raises(hr.StoreError):
+            store.acquire(0.1)
 
 
 # -- RefreshAuth over a store ------------------------------------------------------------------
@@ -355,3 +362,48 @@ def test_connector_connect_accepts_a_store(tmp_path: Path) -> None:
         client.get("/x")
     assert seen == ["Bearer FRESH"]
     assert store.load().credentials["access_token"] == "FRESH"
+
+
+@pytest.mark.anyio
+async def test_redis_asyncio_client_is_used_on_asyncio(redis_url: str, anyio_backend: str) -> None:
+    """With ``async_client`` (redis.asyncio) the async methods use it on asyncio; on trio they
+    fall back to the sync client in a worker thread. Same contract either way, and two auth
+    objects over it still refresh once."""
+    import redis.asyncio
+
+    key = f"test:{uuid.uuid4().hex}"
+    async_client = redis.asyncio.Redis.from_url(redis_url) if anyio_backend == "asyncio" else None
+    try:
+        store = hr.RedisStore(redis_url, key, async_client=async_client)
+        assert await store.aload() is None
+        assert await store.asave(GRANT, expected_version=None) == 1
+        with pytest.raises(hr.StoreError, match="changed meanwhile"):
+            await store.asave(GRANT, expected_version=None)
+        token = await store.aacquire(5)
+        with (
+            hr.RedisStore(redis_url, key) as other,
+            pytest.raises(hr.StoreError, match="could not take the lock"),
+        ):
+            await other.aacquire(0.1)
+        await store.arelease(token)
+        provider = Provider()
+        auths = [hr.RefreshAuth(store, provider.refresher) for _ in range(3)]
+        provider.access = set()
+        transport = httpx.MockTransport(provider.api)
+        statuses: list[int] = []
+
+        async def one(auth: hr.RefreshAuth) -> None:
+            async with httpx.AsyncClient(auth=auth, transport=transport) as client:
+                statuses.append((await client.get("https://api.example.com/x")).status_code)
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as group:
+                for auth in auths:
+                    group.start_soon(one, auth)
+        assert statuses == [200, 200, 200]
+        assert provider.refreshes == ["R1"]
+        assert (await store.aload()).credentials["refresh_token"] == "R2"
+    finally:
+        store.close()
+        if async_client is not None:
+            await async_client.aclose()

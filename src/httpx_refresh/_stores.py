@@ -373,12 +373,16 @@ class RedisStore:
     compare-and-set in a Lua script, so a process whose lock expired cannot overwrite
     newer credentials. The lock is redis-py's ``Lock`` at ``<key>:lock`` with an expiry
     (``lock_ttl``), so a dead holder blocks the others for at most that long. Async
-    methods run the sync client in a worker thread, so they work on asyncio and trio.
+    methods use ``redis.asyncio`` when ``async_client`` is given and the loop is asyncio,
+    and otherwise the sync client in a worker thread (so trio works too).
 
     Args:
         redis: a Redis URL (``redis://127.0.0.1:6379/0``) or a ``redis.Redis`` client.
         key: the hash key of this connection's credentials.
         lock_ttl: seconds after which a held lock expires (longer than a refresh takes).
+        async_client: a ``redis.asyncio.Redis`` for the async methods on asyncio (bound to
+            one event loop, as redis-py's async clients are); without it, or on trio, the
+            async methods run the sync client in a worker thread.
 
     Raises:
         StoreError: (from the methods) Redis cannot be reached, the data is malformed,
@@ -386,7 +390,9 @@ class RedisStore:
         ImportError: at construction, if redis-py is not installed.
     """
 
-    def __init__(self, redis: Any, key: str, *, lock_ttl: float = 30.0) -> None:
+    def __init__(
+        self, redis: Any, key: str, *, lock_ttl: float = 30.0, async_client: Any = None
+    ) -> None:
         try:
             import redis as redis_py
         except ImportError as exc:
@@ -394,13 +400,38 @@ class RedisStore:
                 "RedisStore needs redis-py: pip install 'httpx-refresh[redis]'"
             ) from exc
         self._errors: tuple[type[BaseException], ...] = (redis_py.RedisError, OSError)
-        self._client = redis_py.Redis.from_url(redis) if isinstance(redis, str) else redis
+        self._owned = isinstance(redis, str)  # a client made here is closed by close()
+        self._client = redis_py.Redis.from_url(redis) if self._owned else redis
         self.key = key
         self._lock_ttl = float(lock_ttl)
         self._cas = self._client.register_script(_CAS)
+        self._async_client = async_client
+        self._acas = async_client.register_script(_CAS) if async_client is not None else None
+
+    def _native(self) -> bool:
+        """Use ``redis.asyncio``: an async client was given and this is asyncio."""
+        if self._async_client is None:
+            return False
+        import sniffio
+
+        try:
+            return sniffio.current_async_library() == "asyncio"
+        except sniffio.AsyncLibraryNotFoundError:
+            return False
 
     def __repr__(self) -> str:
         return f"<RedisStore key={self.key!r}>"
+
+    def close(self) -> None:
+        """Close the connections of the client made from a URL (a given client is yours)."""
+        if self._owned:
+            self._client.close()
+
+    def __enter__(self) -> RedisStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _fail(self, what: str, exc: BaseException) -> StoreError:
         return StoreError(f"{what} failed ({type(exc).__name__})", path=f"redis:{self.key}")
@@ -415,6 +446,9 @@ class RedisStore:
             found = self._client.hmget(self.key, ["version", "credentials"])
         except self._errors as exc:
             raise self._fail("loading the credentials", exc) from None
+        return self._decode(found)
+
+    def _decode(self, found: Any) -> Stored | None:
         version, text = found
         if version is None and text is None:
             return None
@@ -435,6 +469,16 @@ class RedisStore:
         Raises:
             StoreError: the version changed, or Redis cannot be reached.
         """
+        args = self._cas_args(credentials, expected_version, force)
+        try:
+            result = int(self._cas(keys=[self.key], args=args))
+        except self._errors as exc:
+            raise self._fail("saving the credentials", exc) from None
+        return self._cas_result(result, expected_version)
+
+    def _cas_args(
+        self, credentials: Mapping[str, Any], expected_version: int | None, force: bool
+    ) -> list[str]:
         try:
             text = json.dumps(dict(credentials))
         except (TypeError, ValueError) as exc:
@@ -443,10 +487,9 @@ class RedisStore:
                 path=f"redis:{self.key}",
             ) from None
         expected = "" if expected_version is None else str(expected_version)
-        try:
-            result = int(self._cas(keys=[self.key], args=[expected, text, "1" if force else "0"]))
-        except self._errors as exc:
-            raise self._fail("saving the credentials", exc) from None
+        return [expected, text, "1" if force else "0"]
+
+    def _cas_result(self, result: int, expected_version: int | None) -> int:
         if result < 0:
             found = None if result == -1 else -1 - result
             raise _conflict(f"redis:{self.key}", expected_version, found)
@@ -494,26 +537,68 @@ class RedisStore:
             )
 
     async def aload(self) -> Stored | None:
-        """Async :meth:`load` (in a worker thread)."""
-        return await anyio.to_thread.run_sync(self.load)
+        """Async :meth:`load` (``redis.asyncio``, or the sync client in a worker thread)."""
+        if not self._native():
+            return await anyio.to_thread.run_sync(self.load)
+        try:
+            found = await self._async_client.hmget(self.key, ["version", "credentials"])
+        except self._errors as exc:
+            raise self._fail("loading the credentials", exc) from None
+        return self._decode(found)
 
     async def asave(
         self, credentials: Mapping[str, Any], *, expected_version: int | None, force: bool = False
     ) -> int:
-        """Async :meth:`save` (in a worker thread)."""
+        """Async :meth:`save` (``redis.asyncio``, or the sync client in a worker thread)."""
+        if not self._native():
 
-        def save() -> int:
-            return self.save(credentials, expected_version=expected_version, force=force)
+            def save() -> int:
+                return self.save(credentials, expected_version=expected_version, force=force)
 
-        return await anyio.to_thread.run_sync(save)
+            return await anyio.to_thread.run_sync(save)
+        args = self._cas_args(credentials, expected_version, force)
+        assert self._acas is not None
+        try:
+            result = int(await self._acas(keys=[self.key], args=args))
+        except self._errors as exc:
+            raise self._fail("saving the credentials", exc) from None
+        return self._cas_result(result, expected_version)
 
     async def aacquire(self, wait: float) -> object:
-        """Async :meth:`acquire` (in a worker thread)."""
-        return await anyio.to_thread.run_sync(self.acquire, wait)
+        """Async :meth:`acquire` (``redis.asyncio``, or the sync client in a worker thread)."""
+        if not self._native():
+            return await anyio.to_thread.run_sync(self.acquire, wait)
+        lock = self._async_client.lock(
+            f"{self.key}:lock",
+            timeout=self._lock_ttl,
+            blocking_timeout=max(wait, 0.0),
+            sleep=_POLL,
+            thread_local=False,
+        )
+        try:
+            acquired = await lock.acquire()
+        except self._errors as exc:
+            raise self._fail("taking the lock", exc) from None
+        if not acquired:
+            raise StoreError(
+                f"could not take the lock within {wait:g} s", path=f"redis:{self.key}:lock"
+            )
+        return lock
 
     async def arelease(self, token: object) -> None:
-        """Async :meth:`release` (in a worker thread)."""
-        await anyio.to_thread.run_sync(self.release, token)
+        """Async :meth:`release`."""
+        if not self._native():
+            await anyio.to_thread.run_sync(self.release, token)
+            return
+        try:
+            await token.release()  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - expired (not owned any more) or unreachable
+            logger.warning(
+                "the Redis lock %s:lock was not released (%s): it had expired, or Redis is "
+                "unreachable; it expires by itself",
+                self.key,
+                type(exc).__name__,
+            )
 
 
 def is_store(value: Any) -> bool:
