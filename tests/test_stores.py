@@ -407,3 +407,33 @@ async def test_redis_asyncio_client_is_used_on_asyncio(redis_url: str, anyio_bac
         store.close()
         if async_client is not None:
             await async_client.aclose()
+
+
+def test_R9_after_a_failed_save_the_next_refresh_uses_the_newer_memory_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save failed (disk full) after a refresh rotated R1 -> R2. Later the token is rejected
+    again: the next flight must refresh from R2 (in memory) and not adopt the older stored
+    R1 (which the provider would refuse, killing the grant); this time the save works."""
+    path = tmp_path / "credentials.json"
+    store = hr.FileStore(path)
+    store.save(GRANT, expected_version=None)
+    provider = Provider()
+    auth = hr.RefreshAuth(store, provider.refresher, min_refresh_interval=0)
+    transport = httpx.MockTransport(provider.api)
+    provider.access = set()
+    original = hr._stores.write_json_atomic  # type: ignore[attr-defined]
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    with httpx.Client(auth=auth, transport=transport) as client:
+        monkeypatch.setattr("httpx_refresh._stores.write_json_atomic", disk_full)
+        with pytest.raises(hr.StoreError):
+            client.get("https://api.example.com/x")
+        monkeypatch.setattr("httpx_refresh._stores.write_json_atomic", original)
+        provider.access = set()  # A2 revoked too
+        assert client.get("https://api.example.com/x").status_code == 200
+    assert provider.refreshes == ["R1", "R2"]
+    assert auth.credentials["refresh_token"] == "R3"
+    assert hr.FileStore(path).load().credentials["refresh_token"] == "R3"

@@ -920,7 +920,11 @@ class RefreshAuth(httpx.Auth):
         if error is not None:
             raise error
         if committed and stored:
-            # In memory first (R9): a failed save never loses the rotated token here.
+            # In memory first (R9): a failed save never loses the rotated token here. Until
+            # the save succeeds these credentials count as the store version they came
+            # from, so a later flight refreshes from them instead of adopting the older
+            # stored ones.
+            snapshot = self._control.mark_stored(snapshot, expected)
             try:
                 version = yield _Step(
                     "save", credentials=dict(snapshot.credentials), expected=expected

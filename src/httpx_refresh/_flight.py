@@ -258,7 +258,7 @@ class FlightControl:
             self.snapshot = snapshot
             return snapshot, True
 
-    def mark_stored(self, snapshot: Snapshot, stored: int) -> Snapshot:
+    def mark_stored(self, snapshot: Snapshot, stored: int | None) -> Snapshot:
         """Record that ``snapshot`` was saved as store version ``stored``."""
         with self._mutex:
             marked = dataclasses.replace(snapshot, stored=stored)
