@@ -252,8 +252,10 @@ class FlightControl:
                 merged = merge_credentials(current.credentials, returned, now=now)
             else:
                 merged = dict(returned)
+            # Until saved, new credentials count as the store version they came from.
+            stored = adopted if adopted is not None else current.stored
             snapshot = make_snapshot(
-                merged, current.version + 1, now=now, refreshed=True, stored=adopted
+                merged, current.version + 1, now=now, refreshed=True, stored=stored
             )
             self.snapshot = snapshot
             return snapshot, True
@@ -308,11 +310,16 @@ class FlightControl:
         for wake in wakers or ():
             wake()
 
-    def replace(self, credentials: Mapping[str, Any], *, stored: int | None = None) -> Snapshot:
-        """Replace the credentials (``update_credentials``): new version, failure state cleared."""
+    def replace(self, credentials: Mapping[str, Any]) -> Snapshot:
+        """Replace the credentials (``update_credentials``): new version, failure state cleared.
+
+        Until saved, they count as the store version the old ones came from.
+        """
         now = self._clock()
         with self._mutex:
-            snapshot = make_snapshot(credentials, self.snapshot.version + 1, now=now, stored=stored)
+            snapshot = make_snapshot(
+                credentials, self.snapshot.version + 1, now=now, stored=self.snapshot.stored
+            )
             self.snapshot = snapshot
             self.dead = None
             self._cooling = None
