@@ -9,6 +9,7 @@ are in test_stores_multiprocess.py).
 from __future__ import annotations
 
 import json
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -437,3 +438,17 @@ def test_R9_after_a_failed_save_the_next_refresh_uses_the_newer_memory_credentia
     assert provider.refreshes == ["R1", "R2"]
     assert auth.credentials["refresh_token"] == "R3"
     assert hr.FileStore(path).load().credentials["refresh_token"] == "R3"
+
+
+def test_file_store_sweeps_a_dead_writers_temporary_files(tmp_path: Path) -> None:
+    """A writer killed mid-save leaves ``.credentials.json.*.tmp`` (holding credentials); the
+    next save deletes those older than a minute, and leaves a fresh one (a live writer's)."""
+    path = tmp_path / "credentials.json"
+    old = tmp_path / ".credentials.json.abc.tmp"
+    fresh = tmp_path / ".credentials.json.def.tmp"
+    old.write_text('{"access_token": "leftover"}')
+    fresh.write_text("{}")
+    os.utime(old, (1, 1))
+    hr.FileStore(path).save(GRANT, expected_version=None)
+    assert not old.exists()
+    assert fresh.exists()

@@ -14,6 +14,7 @@ already), or refreshes, saves with compare-and-set on the version it read, and r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ __all__ = ["CredentialStore", "FileStore", "MemoryStore", "RedisStore", "Stored"
 logger = logging.getLogger("httpx_refresh")
 
 _POLL = 0.01  # seconds between tries of a lock held elsewhere (async waits)
+_STALE = 60.0  # seconds after which a FileStore temporary file is a dead writer's leftover
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +210,8 @@ class FileStore:
     (temporary file in the same directory, ``fsync``, ``os.replace``) and owner-only
     (0600); the lock is ``filelock.FileLock`` on ``<path>.lock`` (released by the OS if
     the holder dies). A file that is not valid JSON is a :class:`StoreError` and is
-    never replaced.
+    never replaced. Temporary files left by a writer killed mid-save are deleted by the
+    next save once they are a minute old.
 
     Args:
         path: the JSON file (it need not exist yet).
@@ -277,6 +280,7 @@ class FileStore:
         if not force and found != expected_version:
             raise _conflict(str(self.path), expected_version, found)
         version = (found or 0) + 1
+        self._sweep()
         document = {_MARKER: 1, "version": version, "credentials": dict(credentials)}
         try:
             write_json_atomic(self.path, document)
@@ -285,6 +289,15 @@ class FileStore:
                 f"cannot write the credentials file ({type(exc).__name__})", path=str(self.path)
             ) from None
         return version
+
+    def _sweep(self) -> None:
+        """Delete temporary files that a writer killed mid-save left (they hold credentials)."""
+        cutoff = time.time() - _STALE
+        with contextlib.suppress(OSError):
+            for leftover in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+                with contextlib.suppress(OSError):
+                    if leftover.stat().st_mtime < cutoff:
+                        leftover.unlink()
 
     def acquire(self, wait: float) -> object:
         """Take the file lock within ``wait`` seconds.
