@@ -185,7 +185,12 @@ class RefreshAuth(httpx.Auth):
         credentials: the initial credentials (``access_token``, ``refresh_token``,
             ``expires_in`` seconds or ``expires_at`` epoch seconds / ms / ISO 8601, and
             any other keys the connector keeps). ``expires_in`` without ``expires_at``
-            counts from now.
+            counts from now. Or a :class:`~httpx_refresh.CredentialStore` shared with
+            other processes (:class:`~httpx_refresh.FileStore`,
+            :class:`~httpx_refresh.RedisStore`): loaded now, never touched on the
+            fresh-token path; a refresh takes its lock, reloads, adopts newer stored
+            credentials or refreshes and saves them (compare-and-set), then releases it.
+            ``update_credentials`` writes through to it.
         refresh: the refresher, called as ``refresh(credentials=..., connector_parameters=...,
             connection_parameters=...)``; sync or async; returns a mapping to merge.
         connector_parameters: app-level settings passed to the refresher.
@@ -220,7 +225,8 @@ class RefreshAuth(httpx.Auth):
         clock: returns the time in epoch seconds (for tests); default ``time.time``.
 
     Raises:
-        TypeError: ``credentials`` is not a mapping, ``refresh`` is not callable,
+        StoreError: the store could not be loaded.
+        TypeError: ``credentials`` is not a mapping or a store, ``refresh`` is not callable,
             ``refresh_on`` is neither a collection of statuses nor a predicate, or
             ``origins`` is a string.
         ValueError: ``leeway``, ``min_refresh_interval`` or ``refresh_timeout`` is negative,
@@ -229,7 +235,8 @@ class RefreshAuth(httpx.Auth):
 
     Requests made through it raise :class:`RefreshError` (or its subclass
     :class:`ReauthorizationRequired`) when a needed refresh fails, and
-    :class:`RequestNotReplayable` when a streaming body cannot be replayed.
+    :class:`RequestNotReplayable` when a streaming body cannot be replayed, and
+    :class:`StoreError` when a store cannot be locked, read or written during a refresh.
     """
 
     def __init__(
@@ -499,6 +506,8 @@ class RefreshAuth(httpx.Auth):
 
         Raises:
             TypeError: ``credentials`` is not a mapping.
+            StoreError: the store could not be written (the new credentials are in use in
+                this process all the same).
         """
         if not isinstance(credentials, Mapping):
             raise TypeError(f"credentials must be a mapping, got {type(credentials).__name__}")
