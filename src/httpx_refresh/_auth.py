@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -17,11 +18,11 @@ import httpx
 from . import _core
 from ._apply import Applier, bearer
 from ._credentials import Snapshot, make_snapshot, scrub, secret_values
-from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshError
+from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshError, StoreError
 from ._flight import Flight, FlightControl, RefreshStats, fresh_copy, translate
 from ._invoke import call_async, call_sync, is_async_callable
 from ._retry import RetryPolicy, retry_async, retry_sync
-from ._stores import CredentialStore, is_store
+from ._stores import CredentialStore, Stored, is_store
 
 __all__ = ["RefreshAuth"]
 
@@ -155,6 +156,17 @@ def _origin(url: httpx.URL | str) -> str:
     return f"{url.scheme}://{url.host}:{port}"
 
 
+def _checked_load(loaded: Any) -> Stored | None:
+    """A store's ``load()`` result, or a ``StoreError`` if it is not ``Stored | None``."""
+    if loaded is None:
+        return None
+    credentials = getattr(loaded, "credentials", None)
+    version = getattr(loaded, "version", None)
+    if not isinstance(credentials, Mapping) or not isinstance(version, int):
+        raise StoreError(f"the store's load() returned {type(loaded).__name__}, not Stored")
+    return Stored(dict(credentials), version)
+
+
 @dataclass(frozen=True, slots=True)
 class _Step:
     """One I/O step of a flight's owner, performed by the sync or async driver.
@@ -263,7 +275,7 @@ class RefreshAuth(httpx.Auth):
         stored_version: int | None = None
         if is_store(credentials):
             self._store = credentials  # type: ignore[assignment]
-            loaded = self._store.load()  # type: ignore[union-attr]
+            loaded = _checked_load(self._store.load())  # type: ignore[union-attr]
             credentials = {} if loaded is None else loaded.credentials
             stored_version = None if loaded is None else loaded.version
         elif not isinstance(credentials, Mapping):
@@ -513,8 +525,14 @@ class RefreshAuth(httpx.Auth):
             raise TypeError(f"credentials must be a mapping, got {type(credentials).__name__}")
         snapshot = self._control.replace(credentials)
         self._decisions.forget_rejections()
-        if self._store is not None:  # the new grant replaces the stored one, whatever it was
-            version = self._store.save(credentials, expected_version=None, force=True)
+        store = self._store
+        if store is not None:  # the new grant replaces the stored one, whatever it was
+            token = store.acquire(self._flight_limit)  # not in the middle of someone's save
+            try:
+                version = store.save(credentials, expected_version=None, force=True)
+            finally:
+                with contextlib.suppress(Exception):
+                    store.release(token)
             self._control.mark_stored(snapshot, version)
 
     def _declare_dead(self, error: ReauthorizationRequired) -> None:
@@ -724,10 +742,18 @@ class RefreshAuth(httpx.Auth):
             raise error
         return snapshot
 
-    def _fall_back(self, base_version: int, reason: str, error: RefreshError) -> Snapshot:
-        """A failed transient proactive refresh: keep sending with the still-valid token."""
+    def _fall_back(
+        self, base_version: int, reason: str, error: RefreshError | StoreError
+    ) -> Snapshot:
+        """A failed transient proactive refresh (or a store out of reach): keep sending
+        with the still-valid token."""
         snapshot = self._still_valid(base_version, reason)
-        if snapshot is None or isinstance(error, ReauthorizationRequired) or not error.transient:
+        transient = isinstance(error, StoreError) or (
+            isinstance(error, RefreshError)
+            and error.transient
+            and not isinstance(error, ReauthorizationRequired)
+        )
+        if snapshot is None or not transient:
             raise error
         logger.warning(
             "proactive refresh of version %d failed (%s); the current token is still valid "
@@ -740,14 +766,14 @@ class RefreshAuth(httpx.Auth):
     def _refresh_sync(self, base_version: int, reason: str) -> Snapshot:
         try:
             return self._refresh_sync_flight(base_version, reason)
-        except RefreshError as exc:
+        except (RefreshError, StoreError) as exc:
             error = exc
         return self._fall_back(base_version, reason, error)
 
     async def _refresh_async(self, base_version: int, reason: str) -> Snapshot:
         try:
             return await self._refresh_async_flight(base_version, reason)
-        except RefreshError as exc:
+        except (RefreshError, StoreError) as exc:
             error = exc
         return self._fall_back(base_version, reason, error)
 
@@ -851,25 +877,39 @@ class RefreshAuth(httpx.Auth):
         if step.kind == "lock":
             return store.acquire(self._flight_limit)
         if step.kind == "load":
-            return store.load()
+            return _checked_load(store.load())
         if step.kind == "save":
             assert step.credentials is not None
             return store.save(step.credentials, expected_version=step.expected)
-        store.release(step.token)
+        try:
+            store.release(step.token)
+        except Exception as exc:  # noqa: BLE001 - the refresh is done; the lock is the store's
+            logger.warning("the store's lock could not be released (%s)", type(exc).__name__)
         return None
 
     async def _store_step_async(self, step: _Step) -> Any:
         store = self._store
         assert store is not None
-        if step.kind == "lock":
-            return await store.aacquire(self._flight_limit)
-        if step.kind == "load":
-            return await store.aload()
-        if step.kind == "save":
-            assert step.credentials is not None
-            return await store.asave(step.credentials, expected_version=step.expected)
-        await store.arelease(step.token)
-        return None
+        try:  # a store call that never returns must not hold the flight forever
+            with anyio.fail_after(self._flight_limit):
+                if step.kind == "lock":
+                    return await store.aacquire(self._flight_limit)
+                if step.kind == "load":
+                    return _checked_load(await store.aload())
+                if step.kind == "save":
+                    assert step.credentials is not None
+                    return await store.asave(step.credentials, expected_version=step.expected)
+                try:
+                    await store.arelease(step.token)
+                except Exception as exc:  # noqa: BLE001 - the refresh is done
+                    logger.warning(
+                        "the store's lock could not be released (%s)", type(exc).__name__
+                    )
+                return None
+        except TimeoutError:
+            raise StoreError(
+                f"the store did not answer ({step.kind}) within {self._flight_limit:g} s"
+            ) from None
 
     def _own_flight(self, flight: Flight, reason: str) -> Generator[_Step, Any, Snapshot]:
         """The owner's part of a flight, without I/O.
@@ -977,11 +1017,34 @@ class RefreshAuth(httpx.Auth):
             flight.base.version,
             snapshot.version,
         )
+        if self._store is not None:
+            self._save_late(snapshot)
         if self._on_refresh is not None:
             try:
                 call_sync(self._on_refresh, dict(snapshot.credentials))
             except Exception as exc:  # noqa: BLE001 - no caller is left to receive it
                 logger.error("on_refresh hook raised %s for a late refresh", type(exc).__name__)
+
+    def _save_late(self, snapshot: Snapshot) -> None:
+        """Save a late result to the store (lock, compare-and-set on the version it came
+        from), so other processes do not present the rotated-away refresh token."""
+        store = self._store
+        assert store is not None
+        try:
+            token = store.acquire(self._flight_limit)
+            try:
+                version = store.save(snapshot.credentials, expected_version=snapshot.stored)
+            finally:
+                with contextlib.suppress(Exception):
+                    store.release(token)
+        except Exception as exc:  # noqa: BLE001 - no caller is left to receive it
+            logger.error(
+                "a late refresh result could not be saved to the store (%s); it is kept in "
+                "this process",
+                type(exc).__name__,
+            )
+            return
+        self._control.mark_stored(snapshot, version)
 
     def _fail(self, flight: Flight, exc: BaseException, reason: str) -> BaseException:
         """Complete a failed flight; return the error its owner raises."""

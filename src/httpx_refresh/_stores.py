@@ -227,6 +227,9 @@ class FileStore:
         self.path = Path(path)
         self._filelock = filelock.FileLock(str(self.path) + ".lock", thread_local=False)
         self._timeout_error = filelock.Timeout
+        # FileLock is re-entrant within a process; this makes one FileStore object shared
+        # by threads, tasks or several auth objects a real lock too.
+        self._local = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<FileStore {str(self.path)!r}>"
@@ -305,21 +308,35 @@ class FileStore:
         Raises:
             StoreError: not acquired in time, or the lock file cannot be created.
         """
+        deadline = time.monotonic() + max(wait, 0.0)
+        if not self._local.acquire(timeout=max(wait, 0.0)):
+            raise StoreError(
+                f"could not take the lock within {wait:g} s", path=self._filelock.lock_file
+            )
         try:
-            self._filelock.acquire(timeout=max(wait, 0.0), poll_interval=_POLL)
+            remaining = max(deadline - time.monotonic(), 0.0)
+            self._filelock.acquire(timeout=remaining, poll_interval=_POLL)
         except self._timeout_error:
+            self._local.release()
             raise StoreError(
                 f"could not take the lock within {wait:g} s", path=self._filelock.lock_file
             ) from None
         except OSError as exc:
+            self._local.release()
             raise StoreError(
                 f"cannot create the lock file ({type(exc).__name__})", path=self._filelock.lock_file
             ) from None
+        except BaseException:
+            self._local.release()
+            raise
         return self._filelock
 
     def release(self, token: object) -> None:
         """Release the file lock."""
-        self._filelock.release()
+        try:
+            self._filelock.release()
+        finally:
+            self._local.release()
 
     async def aload(self) -> Stored | None:
         """Async :meth:`load` (in a worker thread)."""
@@ -339,26 +356,31 @@ class FileStore:
         """Async :meth:`acquire`: tries without blocking, sleeping between tries."""
         deadline = time.monotonic() + wait
         while True:
-            try:
-                self._filelock.acquire(timeout=0)
-            except self._timeout_error:
-                if time.monotonic() >= deadline:
+            if self._local.acquire(blocking=False):
+                try:
+                    self._filelock.acquire(timeout=0)
+                except self._timeout_error:
+                    self._local.release()
+                except OSError as exc:
+                    self._local.release()
                     raise StoreError(
-                        f"could not take the lock within {wait:g} s",
+                        f"cannot create the lock file ({type(exc).__name__})",
                         path=self._filelock.lock_file,
                     ) from None
-                await anyio.sleep(_POLL)
-            except OSError as exc:
+                except BaseException:
+                    self._local.release()
+                    raise
+                else:
+                    return self._filelock
+            if time.monotonic() >= deadline:
                 raise StoreError(
-                    f"cannot create the lock file ({type(exc).__name__})",
-                    path=self._filelock.lock_file,
-                ) from None
-            else:
-                return self._filelock
+                    f"could not take the lock within {wait:g} s", path=self._filelock.lock_file
+                )
+            await anyio.sleep(_POLL)
 
     async def arelease(self, token: object) -> None:
         """Async :meth:`release`."""
-        self._filelock.release()
+        self.release(token)
 
 
 # KEYS[1] the hash; ARGV[1] expected version ("" = none stored), ARGV[2] credentials JSON,
