@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import multiprocessing
 import os
 import queue
@@ -59,6 +58,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import httpx
+from overhead import _time_async, _time_sync
 
 import httpx_refresh as hr
 from httpx_refresh._demo import DemoProvider, connect_grant
@@ -67,7 +67,6 @@ REDIS_ENV = "HTTPX_REFRESH_REDIS_URL"
 TOKEN_LATENCY = 0.1  # seconds the demo token endpoint waits before answering
 FRESH_TOKEN = "benchmark-access-token"
 FRESH_HEADER = f"Bearer {FRESH_TOKEN}"
-MOCK_URL = "https://api.example.test/resource"
 GIVEN_DOWN = "the given Redis server did not answer"
 
 
@@ -492,35 +491,6 @@ def make_variants(directory: Path, redis: str | None) -> list[Variant]:
         operations = 0 if store is None else store.operations
         variants.append(Variant(name, auth, refresher, store, operations))
     return variants
-
-
-def _time_sync(client: httpx.Client, count: int) -> float:
-    """Microseconds per request for ``count`` sequential GETs (GC paused)."""
-    get = client.get
-    gc.collect()
-    gc.disable()
-    try:
-        start = time.perf_counter_ns()
-        for _ in range(count):
-            get(MOCK_URL)
-        elapsed = time.perf_counter_ns() - start
-    finally:
-        gc.enable()
-    return elapsed / count / 1000
-
-
-async def _time_async(client: httpx.AsyncClient, count: int) -> float:
-    get = client.get
-    gc.collect()
-    gc.disable()
-    try:
-        start = time.perf_counter_ns()
-        for _ in range(count):
-            await get(MOCK_URL)
-        elapsed = time.perf_counter_ns() - start
-    finally:
-        gc.enable()
-    return elapsed / count / 1000
 
 
 def _rotated(index: int, count: int) -> list[int]:
