@@ -112,3 +112,33 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(params=["memory", "file", "redis"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Callable[[], Any]]:
+    """A factory of handles on one empty credential store location of one kind (a new object
+    per call, except for MemoryStore, which is one object: it cannot be shared otherwise)."""
+    import uuid
+
+    import httpx_refresh as hr
+
+    kind = request.param
+    if kind == "redis":
+        url = request.getfixturevalue("redis_url")
+        key = f"test:{uuid.uuid4().hex}"
+        made: list[hr.RedisStore] = []
+
+        def make() -> hr.RedisStore:
+            made.append(hr.RedisStore(url, key))
+            return made[-1]
+
+        yield make
+        for store in made:
+            store.close()
+        return
+    if kind == "file":
+        path = tmp_path / "credentials.json"
+        yield lambda: hr.FileStore(path)
+        return
+    shared = hr.MemoryStore()
+    yield lambda: shared

@@ -12,7 +12,6 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,31 +22,6 @@ import pytest
 import httpx_refresh as hr
 
 GRANT = {"access_token": "A1", "refresh_token": "R1", "expires_in": 3600}
-
-
-@pytest.fixture(params=["memory", "file", "redis"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    """A factory of empty stores of one kind; all calls in a test share one location."""
-    kind = request.param
-    if kind == "redis":
-        url = request.getfixturevalue("redis_url")
-        key = f"test:{uuid.uuid4().hex}"
-        made: list[hr.RedisStore] = []
-
-        def make() -> hr.RedisStore:
-            made.append(hr.RedisStore(url, key))
-            return made[-1]
-
-        yield make
-        for store in made:
-            store.close()
-        return
-    if kind == "file":
-        path = tmp_path / "credentials.json"
-        yield lambda: hr.FileStore(path)
-        return
-    shared = hr.MemoryStore()
-    yield lambda: shared
 
 
 # -- the store contract ----------------------------------------------------------------------

@@ -79,32 +79,6 @@ class Provider:
         return httpx.MockTransport(self.api)
 
 
-@pytest.fixture(params=["memory", "file", "redis"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Any]]:
-    """A factory of handles on one empty store location (a new object per call, except for
-    MemoryStore, which is one object: it cannot be shared otherwise)."""
-    kind = request.param
-    if kind == "redis":
-        url = request.getfixturevalue("redis_url")
-        key = f"test:{uuid.uuid4().hex}"
-        made: list[hr.RedisStore] = []
-
-        def make() -> hr.RedisStore:
-            made.append(hr.RedisStore(url, key))
-            return made[-1]
-
-        yield make
-        for store in made:
-            store.close()
-        return
-    if kind == "file":
-        path = tmp_path / "credentials.json"
-        yield lambda: hr.FileStore(path)
-        return
-    shared = hr.MemoryStore()
-    yield lambda: shared
-
-
 class Wrapped:
     """A store that delegates to ``inner``, with switches for faults and a spy on the lock.
 
