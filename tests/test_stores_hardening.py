@@ -1163,6 +1163,7 @@ def test_redis_given_client_is_not_closed_but_an_owned_one_is(
     assert id(client) not in closed
     assert client.ping()
     client.close()
+    closed.clear()
     # Other clients may be garbage-collected (and closed) meanwhile: look for this one.
     with hr.RedisStore(redis_url, f"test:{uuid.uuid4().hex}") as owned:
         owned.load()
