@@ -131,8 +131,9 @@ class ApiClientSpec:
     def __init__(self, method: Method) -> None:
         self.method = method
         self._python = method.function
-        if self._python is not None:
-            if self._python.is_async:
+        self.javascript = method.kind == "javascript"
+        if self._python is not None or self.javascript:
+            if self._python is not None and self._python.is_async:
                 raise self._python.error(
                     "make_api_client() must be a plain (not async) function: it runs for "
                     "each new credentials version while a request is being prepared"
@@ -278,6 +279,8 @@ class ApiClientSpec:
         """
         if self._python is not None:
             return self._python_settings(scope)
+        if self.javascript:  # pragma: no cover - the connection runs it (Node.js)
+            raise AssertionError("a javascript makeApiClient runs through its connection")
         base_uri = None
         if self._base is not None:
             value = self._base.evaluate(scope)
@@ -333,17 +336,46 @@ class ApiClientSpec:
                 line=function.line,
                 key=function.function.__name__,
             ) from None
+        return self.from_result(result, "make_api_client()", function.error)
+
+    def from_result(
+        self,
+        result: Any,
+        name: str,
+        fail: Callable[[str], SpecError],
+        *,
+        extra: frozenset[str] = frozenset(),
+    ) -> Settings:
+        """:class:`Settings` from what a python or javascript ``makeApiClient`` returned.
+
+        Args:
+            result: the returned value (a mapping of ``baseUri``/``baseUrl``, ``headers``,
+                ``query``, ``auth``; ``responseHandlers`` is accepted and not used).
+            name: the function as named in errors.
+            fail: builds the ``SpecError`` for a problem.
+            extra: other field names to accept and ignore.
+
+        Raises:
+            SpecError: not a mapping, an unknown field, or a field of the wrong type.
+        """
         if not isinstance(result, Mapping):
-            raise function.error(
-                f"make_api_client() returned {type(result).__name__}, expected a mapping of "
+            raise fail(
+                f"{name} returned {type(result).__name__}, expected a mapping of "
                 "baseUri, headers, query, auth"
             )
-        unknown = sorted(set(result) - set(_FIELDS) - {"responseHandlers"})
+        unknown = sorted(set(result) - set(_FIELDS) - extra)
         if unknown:
-            raise function.error(f"make_api_client() returned unknown field {unknown[0]!r}")
+            raise fail(f"{name} returned unknown field {unknown[0]!r}")
         base = result.get("baseUri", result.get("baseUrl"))
         if base is not None and not isinstance(base, str):
-            raise function.error("make_api_client() returned a non-string baseUri")
+            raise fail(f"{name} returned a non-string baseUri")
+        if base:
+            try:
+                url = httpx.URL(base)
+            except httpx.InvalidURL:
+                raise fail(f"{name} returned a baseUri that is not a valid URL") from None
+            if url.scheme not in ("http", "https") or not url.host:
+                raise fail(f"{name} returned a baseUri that is not an absolute http(s) URL")
         try:
             headers = self._pairs(result.get("headers"), "headers")
             params = self._pairs(result.get("query"), "query")
@@ -388,4 +420,6 @@ class ApiClientSpec:
     def _error(self, message: str, field: str) -> SpecError:
         if self._python is not None:
             return self._python.error(f"make_api_client() {message}")
+        if self.javascript:
+            return self.method.error(f"makeApiClient {message}")
         return self._document.error(message, self._path_of(field))

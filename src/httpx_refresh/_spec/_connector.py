@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import inspect
 import os
+import threading
+import time
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
+import anyio
 import httpx
 
 from .._auth import RefreshAuth
@@ -16,10 +21,11 @@ from .._oauth2 import OAuth2Refresh
 from .._redact import redact_query_names
 from .._retry import RetryPolicy
 from .._stores import CredentialStore, is_store
-from ._client import ApiClientSpec, Settings
+from ._client import ApiClientSpec, Settings, response_variables
 from ._formulas import UNDEFINED, Compiled
 from ._loader import SUPPORTED_TYPES, AuthVariant, ConnectorSpec, load_spec
-from ._methods import Method
+from ._methods import METHODS, Method
+from ._node import DEFAULT_TIMEOUT, JavaScriptError, NodeRuntime, encode_request_body
 from ._ratelimit import AsyncRateLimitTransport, RateLimitTransport, default_policy
 from ._rest import RestTest
 
@@ -35,18 +41,36 @@ _AUTH_OPTIONS = frozenset(inspect.signature(RefreshAuth).parameters) - {
     "apply",
     "refresh_on",
 }
+# makeApiClient fields a javascript makeApiClient may return that only matter to
+# Integration.app's own client: accepted, not used.
+_JS_CLIENT_EXTRA: Final = frozenset({"returnFullResponse", "responseType"})
+# How long a failed javascript makeApiClient is remembered for one credentials version.
+_JS_RETRY_AFTER: Final = 5.0
+_HTTP_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
-def load_connector(path: str | os.PathLike[str]) -> Connector:
+def load_connector(
+    path: str | os.PathLike[str],
+    *,
+    node: str | os.PathLike[str] | None = None,
+    node_timeout: float = DEFAULT_TIMEOUT,
+) -> Connector:
     """Load an Integration.app-style connector spec (``spec.yml``) and its method files.
 
     Both layouts load: methods as ``{implementationType, filePath}`` stubs with bodies in
     ``auth/<kebab-method>.<ext>``, and inline ``type: mapping`` + ``mapping:`` bodies.
     YAML is read with ``yaml.SafeLoader``; formulas are compiled and checked now, and
     ``python`` method files are imported now (that runs the connector's own module code).
+    ``javascript`` methods (a file, or inline ``code:``) run under Node.js when they are
+    called, one ``node`` process per call (see the README, "JavaScript connectors").
 
     Args:
         path: the ``spec.yml`` file, or the connector directory that holds it.
+        node: the Node.js executable for ``javascript`` methods (a path, or a name looked
+            up on ``PATH``); default: the ``HTTPX_REFRESH_NODE`` environment variable,
+            else ``node``. Only looked up when a javascript method first runs.
+        node_timeout: seconds one javascript call may take, Node start included, before
+            the process is killed (default 20).
 
     Returns:
         The :class:`Connector`.
@@ -54,8 +78,9 @@ def load_connector(path: str | os.PathLike[str]) -> Connector:
     Raises:
         SpecError: the spec or one of its method files is invalid; the message names the
             file, the line and the key path.
+        ValueError: ``node_timeout`` is not positive.
     """
-    return Connector(load_spec(path))
+    return Connector(load_spec(path), runtime=NodeRuntime(node, node_timeout))
 
 
 class Connector:
@@ -71,8 +96,9 @@ class Connector:
         options: the keys of ``auth.options`` (possibly empty).
     """
 
-    def __init__(self, spec: ConnectorSpec) -> None:
+    def __init__(self, spec: ConnectorSpec, *, runtime: NodeRuntime | None = None) -> None:
         self._spec = spec
+        self.runtime = runtime if runtime is not None else NodeRuntime()
         self.name = spec.name
         self.key = spec.key
         self.path = spec.path
@@ -82,7 +108,7 @@ class Connector:
         self._tests: dict[int, RestTest] = {}
         for variant in self._variants():
             client = variant.methods["makeApiClient"]
-            if client.kind != "javascript" and id(client) not in self._clients:
+            if id(client) not in self._clients:
                 self._clients[id(client)] = ApiClientSpec(client)
             test = variant.methods.get("test")
             if test is not None and test.kind == "rest-api-mapping" and id(test) not in self._tests:
@@ -183,7 +209,8 @@ class Connector:
             ValueError: an unknown or disabled ``auth_option``, a missing required
                 parameter (per the spec's schemas), or no credentials for ``oauth2``.
             SpecError: the chosen auth type is not supported here (oauth1, proxy, ...),
-                a needed method is ``javascript``, or a method evaluated to the wrong type.
+                a method evaluated to the wrong type, or a ``javascript`` method could not
+                run (Node.js missing, the module failing to load, a thrown error).
             RefreshError: ``getCredentialsFromConnectionParameters`` failed.
         """
         unknown = sorted(set(auth_options) - _AUTH_OPTIONS)
@@ -274,25 +301,91 @@ def _write(settings: Settings, request: httpx.Request, *, anywhere: bool = False
 
 
 class _Apply:
-    """The connection's applier: ``makeApiClient`` evaluated once per credentials snapshot."""
+    """The connection's applier: ``makeApiClient`` evaluated once per credentials snapshot.
 
-    __slots__ = ("_cache", "_client", "_scope", "anywhere")
+    A javascript ``makeApiClient`` runs under Node.js: once per credentials version (the
+    result is also remembered by content, so the copy a refresh hands to
+    :class:`_PrepareThenHook` serves the snapshot the requests use), under a lock so that
+    threads racing on a new version start one process; a failure is remembered for
+    that version for a few seconds instead of starting a process per request.
+    """
 
-    def __init__(self, client: ApiClientSpec, scope: Mapping[str, Any]) -> None:
+    __slots__ = ("_cache", "_client", "_javascript", "_known", "_lock", "_scope", "anywhere")
+
+    def __init__(
+        self,
+        client: ApiClientSpec,
+        scope: Mapping[str, Any],
+        *,
+        javascript: tuple[Any, Any] | None = None,
+    ) -> None:
         self._client = client
         self._scope = scope
+        self._javascript = javascript  # (sync, async) credentials -> Settings
         self.anywhere = False  # True when connect(origins=...) decides the scope
         self._cache: tuple[Mapping[str, Any], Settings] | None = None
+        self._known: tuple[dict[str, Any], Settings | SpecError, float] | None = None
+        self._lock = threading.Lock()
 
     def settings(self, credentials: Mapping[str, Any]) -> Settings:
         cache = self._cache
         if cache is None or cache[0] is not credentials:
+            if self._javascript is not None:
+                return self._js_settings(credentials)
             settings = self._client.settings({**self._scope, "credentials": credentials})
             if settings.params:
                 redact_query_names(name for name, _ in settings.params)
             cache = (credentials, settings)
             self._cache = cache
         return cache[1]
+
+    def _recall(self, credentials: Mapping[str, Any]) -> Settings | SpecError | None:
+        known = self._known
+        if known is None or known[0] != credentials:
+            return None
+        if isinstance(known[1], SpecError) and time.monotonic() - known[2] > _JS_RETRY_AFTER:
+            return None
+        return known[1]
+
+    def _remember(self, credentials: Mapping[str, Any], result: Settings | SpecError) -> None:
+        if isinstance(result, Settings) and result.params:
+            redact_query_names(name for name, _ in result.params)
+        self._known = (dict(credentials), result, time.monotonic())
+
+    def _js_settings(self, credentials: Mapping[str, Any]) -> Settings:
+        assert self._javascript is not None
+        with self._lock:
+            cache = self._cache
+            if cache is not None and cache[0] is credentials:
+                return cache[1]
+            result = self._recall(credentials)
+            if result is None:
+                try:
+                    result = self._javascript[0](credentials)
+                except SpecError as exc:
+                    result = exc
+                self._remember(credentials, result)
+            if isinstance(result, SpecError):
+                raise copy.copy(result)  # a fresh traceback each time
+            self._cache = (credentials, result)
+            return result
+
+    def prepare(self, credentials: Mapping[str, Any]) -> None:
+        """Run a javascript makeApiClient for new credentials now (sync flights)."""
+        with contextlib.suppress(SpecError):  # remembered: the requests raise it
+            self._js_settings(credentials)
+
+    async def aprepare(self, credentials: Mapping[str, Any]) -> None:
+        """Run a javascript makeApiClient for new credentials now (async flights)."""
+        assert self._javascript is not None
+        if self._recall(credentials) is not None:
+            return
+        try:
+            result: Settings | SpecError = await self._javascript[1](credentials)
+        except SpecError as exc:
+            result = exc
+        with self._lock:
+            self._remember(credentials, result)
 
     def __call__(self, request: httpx.Request, credentials: Mapping[str, Any]) -> None:
         _write(self.settings(credentials), request, anywhere=self.anywhere)
@@ -308,6 +401,35 @@ class _Apply:
 
     def __repr__(self) -> str:
         return "<makeApiClient applier>"
+
+
+class _PrepareThenHook:
+    """``on_refresh`` of a connection with a javascript makeApiClient.
+
+    Runs makeApiClient for the merged credentials inside the flight (before its waiting
+    requests are released), then the user's own ``on_refresh``, if any, as RefreshAuth
+    would have called it: sync from sync flights, awaited or in a worker thread from
+    async ones.
+    """
+
+    def __init__(self, apply: _Apply, hook: Any) -> None:
+        self._apply = apply
+        self._hook = hook
+
+    def __call__(self, credentials: dict[str, Any]) -> Any:
+        self._apply.prepare(credentials)
+        if self._hook is not None:
+            return call_sync(self._hook, credentials)
+        return None
+
+    async def acall(self, credentials: dict[str, Any]) -> Any:
+        await self._apply.aprepare(credentials)
+        if self._hook is not None:
+            return await call_async(self._hook, credentials)
+        return None
+
+    def __repr__(self) -> str:
+        return f"<javascript makeApiClient, then on_refresh={self._hook!r}>"
 
 
 class Connection:
@@ -348,13 +470,14 @@ class Connection:
             "connectionInput": connection_parameters,
         }
         self._rate_limit = rate_limit_retry
-        for name in ("makeApiClient", "refreshCredentials"):
-            method = self._methods.get(name)
-            if method is not None and method.kind == "javascript":
-                raise method.javascript_error()
+        self._runtime = connector.runtime
         assert client_spec is not None
         self._client_spec = client_spec
-        self._apply = _Apply(client_spec, self._scope)
+        self._apply = _Apply(
+            client_spec,
+            self._scope,
+            javascript=(self._js_client_sync, self._js_client) if client_spec.javascript else None,
+        )
         if credentials is None:
             credentials = self._initial_credentials()
             if store is not None:  # first connection of this account: store what it starts with
@@ -382,6 +505,10 @@ class Connection:
             # Decided per request from the current credentials' baseUri (it may move, e.g.
             # an instance_url that a refresh changes).
             options["origins"] = self._in_scope
+        if client_spec.javascript:
+            # A new credentials version gets its javascript makeApiClient settings inside
+            # the refresh, before the waiting requests go out (never in a request).
+            options["on_refresh"] = _PrepareThenHook(self._apply, options.get("on_refresh"))
         self._expired = client_spec.has_handlers("access_token_expired")
         self._defunct = client_spec.has_handlers("connection_is_defunct")
         self._limited = client_spec.has_handlers("rate_limit_exceeded")
@@ -469,6 +596,8 @@ class Connection:
     def _test_outcome(self) -> tuple[bool, str]:
         """:meth:`test`, with the reason (for the command line)."""
         method = self._test_method()
+        if method.kind == "javascript":
+            return call_sync(self._js_test, method)  # type: ignore[no-any-return]
         if method.kind == "python":
             function = method.function
             assert function is not None
@@ -485,6 +614,8 @@ class Connection:
     async def atest(self) -> bool:
         """Async :meth:`test` (asyncio or trio); a sync python test runs in a worker thread."""
         method = self._test_method()
+        if method.kind == "javascript":
+            return (await self._js_test(method))[0]
         if method.kind == "python":
             function = method.function
             assert function is not None
@@ -510,8 +641,6 @@ class Connection:
         method = self._methods.get("test")
         if method is None:
             raise self._variant.error("the connector has no test method")
-        if method.kind == "javascript":
-            raise method.javascript_error()
         return method
 
     def _python_kwargs(
@@ -625,9 +754,10 @@ class Connection:
     def _run_sync(
         self, method: Method, credentials: Mapping[str, Any], **more: Any
     ) -> dict[str, Any]:
-        """Run a mapping or python method from sync code; return its mapping result."""
+        """Run a method from sync code; return its mapping result (javascript: Node.js
+        from a private event loop)."""
         if method.kind == "javascript":
-            raise method.javascript_error()
+            return _as_mapping(method, call_sync(self._run_js, method, credentials, more))
         if method.kind == "mapping":
             return _as_mapping(method, _evaluate(method, self._variables(credentials), more))
         function = method.function
@@ -648,7 +778,9 @@ class Connection:
     async def _run_async(
         self, method: Method, credentials: Mapping[str, Any], **more: Any
     ) -> dict[str, Any]:
-        """Run a mapping or python method from async code (sync python: worker thread)."""
+        """Run a method from async code (sync python: worker thread)."""
+        if method.kind == "javascript":
+            return _as_mapping(method, await self._run_js(method, credentials, more))
         if method.kind != "python":
             return self._run_sync(method, credentials, **more)
         function = method.function
@@ -672,6 +804,87 @@ class Connection:
         except Exception as exc:  # noqa: BLE001 - translated: type and line, no message
             raise function.failure(exc) from None
 
+    # -- javascript ---------------------------------------------------------------------
+
+    def _js_args(
+        self, method: Method, credentials: Mapping[str, Any], more: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The argument object, with the JavaScript names the method's docs give."""
+        names = METHODS[method.name][0]
+        available = {
+            **self._scope,
+            "credentials": dict(credentials),
+            "tokenResponse": more.get("token_response"),
+        }
+        return {name: available[name] for name in names if available.get(name) is not None}
+
+    async def _call_js(
+        self,
+        method: Method,
+        credentials: Mapping[str, Any],
+        more: Mapping[str, Any],
+        api: Any = None,
+    ) -> Any:
+        return await self._runtime.call(
+            name=method.name,
+            where=method.file,
+            root=self.connector.path.parent,
+            args=self._js_args(method, credentials, more),
+            file=method.script,
+            code=method.code,
+            code_line=method.line if method.code is not None else None,
+            api=api,
+        )
+
+    async def _run_js(
+        self, method: Method, credentials: Mapping[str, Any], more: Mapping[str, Any]
+    ) -> Any:
+        """Run a javascript refresh-type method; its ``apiClient`` is a plain client."""
+        clients: list[httpx.AsyncClient] = []
+
+        async def api(message: Mapping[str, Any]) -> dict[str, Any]:
+            if not clients:
+                clients.append(self._plain_async_client(credentials))
+            return await _api_request(clients[0], message, method)
+
+        offered = "api_client" in METHODS[method.name][1]
+        try:
+            return await self._call_js(method, credentials, more, api if offered else None)
+        except JavaScriptError as exc:
+            raise exc.as_refresh_error() from None
+        finally:
+            for client in clients:
+                with anyio.CancelScope(shield=True):
+                    await client.aclose()
+
+    def _js_client_sync(self, credentials: Mapping[str, Any]) -> Settings:
+        return call_sync(self._js_client, credentials)  # type: ignore[no-any-return]
+
+    async def _js_client(self, credentials: Mapping[str, Any]) -> Settings:
+        """A javascript makeApiClient's settings for ``credentials``."""
+        method = self._methods["makeApiClient"]
+        try:
+            value = await self._call_js(method, credentials, {})
+        except JavaScriptError as exc:
+            raise SpecError(str(exc)) from None
+        return self._client_spec.from_result(
+            value, f"makeApiClient in {method.file}", method.error, extra=_JS_CLIENT_EXTRA
+        )
+
+    async def _js_test(self, method: Method) -> tuple[bool, str]:
+        """A javascript test: truthy passes; a throw fails; ``apiClient`` is a client
+        of this connection (refresh, rate-limit retries)."""
+        async with self.async_client() as client:
+
+            async def api(message: Mapping[str, Any]) -> dict[str, Any]:
+                return await _api_request(client, message, method)
+
+            try:
+                value = await self._call_js(method, self.auth.credentials, {}, api)
+            except JavaScriptError as exc:
+                return False, str(exc)
+        return bool(value), f"test in {method.file} returned {_js_type(value)}"
+
     def _initial_credentials(self) -> dict[str, Any]:
         method = self._methods.get("getCredentialsFromConnectionParameters")
         if method is None:
@@ -682,17 +895,12 @@ class Connection:
         """The refresher for ``RefreshAuth`` and whether it can ever produce a token."""
         custom = self._methods.get("refreshCredentials")
         if custom is not None:
-            if custom.kind == "python":
-                assert custom.function is not None
-                if custom.function.is_async:
-                    return self._arefresh_custom, True
-                return self._refresh_custom, True
+            if custom.kind == "javascript" or (
+                custom.function is not None and custom.function.is_async
+            ):
+                return self._arefresh_custom, True
             return self._refresh_custom, True
         if self.auth_type == "oauth2":
-            for name in ("getOAuthConfig", "getCredentialsFromRefreshTokenResponse"):
-                method = self._methods.get(name)
-                if method is not None and method.kind == "javascript":
-                    raise method.javascript_error()
             return _OAuth2(self), True
         return _no_refresh, False
 
@@ -721,6 +929,56 @@ def _as_mapping(method: Method, result: Any) -> dict[str, Any]:
         )
     kind = "nothing" if result is UNDEFINED else type(result).__name__
     raise method.error(f"{method.name} evaluated to {kind}, expected a mapping")
+
+
+def _js_type(value: Any) -> str:
+    """The JavaScript name of a JSON-decoded value's type."""
+    if value is None:
+        return "null or undefined"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string" if value else "an empty string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+async def _api_request(
+    client: httpx.AsyncClient, message: Mapping[str, Any], method: Method
+) -> dict[str, Any]:
+    """Send one ``apiClient`` request of a javascript method; the reply for the runner.
+
+    Raises:
+        SpecError: the request is malformed (method, path, query or headers).
+        httpx.HTTPError: it could not be sent (the javascript call is abandoned).
+    """
+    verb, path = message.get("method"), message.get("path")
+    if verb not in _HTTP_METHODS or not isinstance(path, str):
+        raise method.error("apiClient was called with an unknown method or a non-string path")
+    query, headers = message.get("query"), message.get("headers")
+    if query is not None and not isinstance(query, Mapping):
+        raise method.error("apiClient query must be an object")
+    if headers is not None and not isinstance(headers, Mapping):
+        raise method.error("apiClient headers must be an object")
+    body, defaults = encode_request_body(message.get("body"))
+    sent = dict(defaults)
+    for name, value in (headers or {}).items():
+        if value is not None:
+            sent[str(name)] = str(value)
+    params = {
+        str(name): value
+        for name, value in (query or {}).items()
+        if value is not None and not isinstance(value, Mapping)
+    }
+    response = await client.request(verb, path, params=params, headers=sent, **body)
+    await response.aread()
+    variables = response_variables(response)
+    return {
+        "status": response.status_code,
+        "headers": variables["headers"],
+        "data": variables["data"],
+    }
 
 
 def _python_outcome(method: Method, result: Any) -> tuple[bool, str]:

@@ -58,7 +58,7 @@ _EXTENSIONS: Final = {
     "mapping": (".map.yml", ".yml", ".yaml"),
     "rest-api-mapping": (".rest.yml", ".api.yml", ".map.yml", ".yml"),
     "python": (".py",),
-    "javascript": (".js", ".ts"),
+    "javascript": (".js", ".mjs", ".cjs", ".ts"),
 }
 _STUB_KEYS: Final = frozenset(
     {"implementationType", "type", "filePath", "mapping", "code", "title", "description"}
@@ -94,11 +94,15 @@ class Method:
         body_path: the key path of the body inside ``document``.
         compiled: the compiled formula tree (``mapping``).
         function: the Python function (``python``).
+        script: the JavaScript file (``javascript`` with a file).
+        code: the inline JavaScript code (``javascript`` with ``code:``); ``line`` is
+            the spec line where it starts.
     """
 
     __slots__ = (
         "body",
         "body_path",
+        "code",
         "compiled",
         "document",
         "file",
@@ -107,6 +111,7 @@ class Method:
         "kind",
         "line",
         "name",
+        "script",
         "stub",
     )
 
@@ -122,6 +127,8 @@ class Method:
         self.body_path: KeyPath = ()
         self.compiled: Compiled | None = None
         self.function: PythonFunction | None = None
+        self.script: Path | None = None
+        self.code: str | None = None
 
     def __repr__(self) -> str:
         return f"<Method {self.name} {self.kind} {self.file}>"
@@ -129,16 +136,6 @@ class Method:
     def error(self, message: str) -> SpecError:
         """A ``SpecError`` at the method's body."""
         return SpecError(message, file=self.file, line=self.line, key=self.key)
-
-    def javascript_error(self) -> SpecError:
-        """The error for running a ``javascript`` method, which this release cannot do."""
-        return SpecError(
-            f"{self.name} is implemented in javascript ({self.file}); httpx-refresh cannot run "
-            "javascript methods yet: give a mapping or python implementation",
-            file=self.stub[0],
-            line=self.stub[1],
-            key=self.key,
-        )
 
 
 def _inside(base: Path, candidate: Path) -> bool:
@@ -214,6 +211,11 @@ def load_method(
         method.document, method.body_path = spec, (*path, "mapping")
         method.line = spec.line(method.body_path)
     elif kind == "javascript" and "code" in stub:
+        code = stub["code"]
+        if not isinstance(code, str) or not code.strip():
+            raise spec.error("code: must be the javascript source (a string)", (*path, "code"))
+        method.code = code
+        method.line = spec.text_line((*path, "code"))
         return method
     else:
         file_path = stub.get("filePath")
@@ -247,6 +249,7 @@ def load_method(
         display = f"{display_root}/{file_path}" if display_root else file_path
         method.file, method.line = display, 1
         if kind == "javascript":
+            method.script = target
             return method
         if kind == "python":
             offered = keywords

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
@@ -16,6 +16,9 @@ KeyPath = tuple[str | int, ...]
 MAX_BYTES = 1024 * 1024
 MAX_VALUES = 100_000
 MAX_DEPTH = 100
+
+
+_TEXT: Final = "\x00text"  # in Document.lines: where a block scalar's text starts
 
 
 def dotted(path: KeyPath) -> str:
@@ -53,6 +56,14 @@ class Document:
             if not path:
                 return None
             path = path[:-1]
+
+    def text_line(self, path: KeyPath) -> int | None:
+        """The line where the text of the string at ``path`` starts.
+
+        For a block scalar (``code: |``) that is the line after the key; otherwise the
+        key's own line.
+        """
+        return self.lines.get((*path, _TEXT)) or self.line(path)
 
     def error(self, message: str, path: KeyPath) -> SpecError:
         """A ``SpecError`` at ``path`` in this file."""
@@ -164,4 +175,7 @@ def _build(
             _build(loader, item, (*path, index), lines, file)
             for index, item in enumerate(node.value)
         ]
+    if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">"):
+        text_key = (*path, _TEXT)
+        lines[text_key] = node.start_mark.line + 2  # the text starts below the indicator
     return loader.construct_object(node, deep=True)

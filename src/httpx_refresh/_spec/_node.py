@@ -1,0 +1,378 @@
+"""``implementationType: javascript``: connector methods run by Node.js in a child process.
+
+One call is one ``node`` process running ``node/runner.mjs`` (no shell). The call (the
+method's file or inline code, and its argument object) goes in on stdin, never on the
+command line or in the environment, which other users of the machine can read. The
+runner imports the method's module from the connector folder (ES module or CommonJS,
+so ``import axios from 'axios'`` resolves from the connector's ``node_modules``), calls
+its function with ``{credentials, connectorParameters, connectionParameters,
+connectionInput, ...}`` and writes the JSON result on stdout. ``apiClient`` requests come
+back to Python over the same pipes and go out through an httpx client, so they get the
+connection's settings, refresh and retries. Errors come back as their type, code, HTTP
+status and line, never as their message (DESIGN C22: it may hold a token).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from .._exceptions import ReauthorizationRequired, RefreshError, SpecError
+
+__all__ = ["DEFAULT_TIMEOUT", "JavaScriptError", "NodeRuntime", "RUNNER"]
+
+RUNNER: Final = Path(__file__).with_name("node") / "runner.mjs"
+DEFAULT_TIMEOUT: Final = 20.0
+MAX_MESSAGE: Final = 16 * 1024 * 1024  # bytes of one protocol line (a result, a request)
+_REAP: Final = 5.0  # seconds to wait for a killed process
+_PERMANENT: Final = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
+_NETWORK_CODES: Final = frozenset(
+    {
+        "ECONNREFUSED",
+        "ECONNRESET",
+        "ECONNABORTED",
+        "ETIMEDOUT",
+        "ESOCKETTIMEDOUT",
+        "EPIPE",
+        "EAI_AGAIN",
+        "EHOSTUNREACH",
+        "ENETUNREACH",
+        "ENETDOWN",
+        "UND_ERR_CONNECT_TIMEOUT",
+        "UND_ERR_SOCKET",
+        "UND_ERR_HEADERS_TIMEOUT",
+        "UND_ERR_BODY_TIMEOUT",
+    }
+)
+
+ApiHandler = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class JavaScriptError(Exception):
+    """What a JavaScript method threw, described without its message.
+
+    Attributes:
+        type: the constructor name (``Error``, ``AxiosError``, ...).
+        line: the line in the method's file (inline code: in the spec), if known.
+        code: a short error code (``ECONNREFUSED``, ``ERR_BAD_REQUEST``), if any.
+        status: the HTTP status of the response the error carries (axios, apiClient).
+        retry_after: that response's ``Retry-After`` in seconds, if numeric.
+        oauth_error: an RFC 6749 ``error`` code in that response's JSON body.
+        where: ``name in file:line``.
+    """
+
+    def __init__(self, info: Mapping[str, Any], where: str, line: int | None) -> None:
+        self.type = str(info.get("type") or "Error")
+        self.line = line
+        code, status = info.get("code"), info.get("status")
+        self.code = code if isinstance(code, str) else None
+        self.status = status if isinstance(status, int) else None
+        retry_after = info.get("retryAfter")
+        self.retry_after = float(retry_after) if isinstance(retry_after, int) else None
+        oauth_error = info.get("oauthError")
+        self.oauth_error = oauth_error if isinstance(oauth_error, str) else None
+        self.where = where
+        details = [f"code {self.code}"] if self.code else []
+        if self.status is not None:
+            details.append(f"HTTP {self.status}")
+        if self.oauth_error:
+            details.append(self.oauth_error)
+        extra = f" ({', '.join(details)})" if details else ""
+        super().__init__(f"{where} threw {self.type}{extra}")
+
+    @property
+    def transient(self) -> bool:
+        """Network errors, 408, 429 and 5xx may succeed when tried again (DESIGN R10)."""
+        if self.oauth_error in ("server_error", "temporarily_unavailable"):
+            return True
+        if self.status is not None:
+            return self.status in (408, 429) or self.status >= 500
+        return self.code in _NETWORK_CODES
+
+    def as_refresh_error(self) -> RefreshError:
+        """The ``RefreshError`` for a refresh-type method (permanent OAuth codes: reauthorize)."""
+        if self.oauth_error in _PERMANENT:
+            return ReauthorizationRequired(
+                str(self), oauth_error=self.oauth_error, status_code=self.status
+            )
+        transient = self.transient
+        return RefreshError(
+            str(self),
+            transient=transient,
+            oauth_error=self.oauth_error,
+            status_code=self.status,
+            retry_after=self.retry_after if transient else None,
+        )
+
+
+class NodeRuntime:
+    """How a connector's JavaScript methods run: which ``node``, and for how long.
+
+    Args:
+        node: the Node.js executable (a path or a command name looked up on ``PATH``).
+            ``None``: the ``HTTPX_REFRESH_NODE`` environment variable, else ``node``.
+        timeout: seconds one call may take (Node start included) before the process is
+            killed.
+
+    Raises:
+        ValueError: ``timeout`` is not positive.
+    """
+
+    __slots__ = ("_resolved", "node", "timeout")
+
+    def __init__(
+        self, node: str | os.PathLike[str] | None = None, timeout: float = DEFAULT_TIMEOUT
+    ):
+        if not timeout > 0:
+            raise ValueError("node_timeout must be a positive number of seconds")
+        self.node = os.fspath(node) if node is not None else None
+        self.timeout = float(timeout)
+        self._resolved: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<NodeRuntime node={self.node or 'node'!r} timeout={self.timeout}>"
+
+    def executable(self, where: str) -> str:
+        """The ``node`` to run, resolved once.
+
+        Raises:
+            SpecError: Node.js was not found (naming ``where``, the method's file).
+        """
+        if self._resolved is not None:
+            return self._resolved
+        wanted = self.node or os.environ.get("HTTPX_REFRESH_NODE") or "node"
+        found = shutil.which(wanted)
+        if found is None:
+            source = (
+                "node="
+                if self.node
+                else "HTTPX_REFRESH_NODE"
+                if "HTTPX_REFRESH_NODE" in os.environ
+                else "PATH"
+            )
+            raise SpecError(
+                f"this method is javascript and runs under Node.js, which was not found "
+                f"({wanted!r} from {source}): install Node.js 20 or later, or pass "
+                "load_connector(..., node='/path/to/node')",
+                file=where,
+            )
+        self._resolved = found
+        return found
+
+    async def call(
+        self,
+        *,
+        name: str,
+        where: str,
+        root: Path,
+        args: Mapping[str, Any],
+        file: Path | None = None,
+        code: str | None = None,
+        code_line: int | None = None,
+        api: ApiHandler | None = None,
+    ) -> Any:
+        """Run one JavaScript method and return its result (``None`` for ``undefined``).
+
+        Args:
+            name: the method name (``refreshCredentials``), also tried as a named export.
+            where: the method's file as shown in errors (the spec for inline code).
+            root: the connector folder (the working directory; modules resolve from it).
+            args: the function's argument object (JSON-serialisable).
+            file: the method's ``.js`` / ``.mjs`` / ``.cjs`` file, or
+            code: its inline code, whose first line is line ``code_line`` of ``where``.
+            api: answers ``apiClient`` requests; ``None``: the function gets no
+                ``apiClient``.
+
+        Returns:
+            The JSON-decoded value the function returned (or resolved to).
+
+        Raises:
+            JavaScriptError: the function threw (or rejected).
+            SpecError: Node.js is missing or too old, the module cannot be loaded (a
+                syntax error, a missing package), it exports no function, the result is
+                not JSON, Node.js exited early, or the call took longer than ``timeout``.
+            Exception: whatever ``api`` raised (the process is stopped first).
+        """
+        executable = self.executable(where)
+        call: dict[str, Any] = {"name": name, "args": dict(args), "api": api is not None}
+        if file is not None:
+            call["file"] = str(file)
+        else:
+            virtual = root / f".{name}.inline.mjs"
+            call.update(code=code or "", url=virtual.as_uri())
+        try:
+            payload = (json.dumps(call, allow_nan=False) + "\n").encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise SpecError(
+                f"the arguments of {name} cannot be given to javascript (not JSON: "
+                f"{type(exc).__name__})",
+                file=where,
+            ) from None
+        try:
+            process = await anyio.open_process(
+                [executable, "--no-warnings", str(RUNNER)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                cwd=root,
+            )
+        except OSError as exc:
+            raise SpecError(
+                f"cannot start Node.js ({executable}): {exc.strerror or type(exc).__name__}",
+                file=where,
+            ) from None
+        try:
+            with anyio.move_on_after(self.timeout) as scope:
+                return await self._converse(process, payload, api, name, where, code_line)
+            if scope.cancelled_caught:
+                raise SpecError(
+                    f"{name} did not finish within {self.timeout:g} s; Node.js was stopped",
+                    file=where,
+                )
+            raise AssertionError("unreachable")  # pragma: no cover
+        finally:
+            with anyio.CancelScope(shield=True):
+                if process.returncode is None:
+                    process.kill()
+                with anyio.move_on_after(_REAP):
+                    await process.wait()
+                await process.aclose()
+
+    async def _converse(
+        self,
+        process: anyio.abc.Process,
+        payload: bytes,
+        api: ApiHandler | None,
+        name: str,
+        where: str,
+        code_line: int | None,
+    ) -> Any:
+        stdin, stdout = process.stdin, process.stdout
+        assert stdin is not None
+        assert stdout is not None
+        reader = BufferedByteReceiveStream(stdout)
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await stdin.send(payload)  # if it exited at once, reading says how
+        while True:
+            try:
+                line = await reader.receive_until(b"\n", MAX_MESSAGE)
+            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
+                status = await process.wait()
+                raise SpecError(
+                    f"Node.js exited (status {status}) before {name} returned: the method "
+                    "(or a module it loads) ended the process",
+                    file=where,
+                ) from None
+            except anyio.DelimiterNotFound:
+                raise SpecError(
+                    f"{name} sent more than {MAX_MESSAGE // (1024 * 1024)} MiB at once",
+                    file=where,
+                ) from None
+            try:
+                message = json.loads(line)
+            except ValueError:
+                raise SpecError(
+                    "Node.js wrote something that is not the runner's protocol on stdout",
+                    file=where,
+                ) from None
+            kind = message.get("t")
+            if kind == "result":
+                return message.get("value")
+            if kind == "error":
+                raise _failure(message, name, where, code_line)
+            if kind == "request" and api is not None:
+                reply = await api(message)
+                reply.update(t="response", id=message.get("id"))
+                try:
+                    await stdin.send((json.dumps(reply) + "\n").encode("utf-8"))
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    continue  # it exited; the next read says how
+                continue
+            raise SpecError(f"unexpected message from the Node.js runner: {kind!r}", file=where)
+
+
+def _line(message: Mapping[str, Any], code_line: int | None) -> int | None:
+    line = message.get("line")
+    if not isinstance(line, int) or line < 1:
+        return None
+    return line if code_line is None else code_line + line - 1
+
+
+def _failure(message: Mapping[str, Any], name: str, where: str, code_line: int | None) -> Exception:
+    kind = message.get("kind")
+    line = _line(message, code_line)
+    if kind == "thrown":
+        at = f"{where}:{line}" if line is not None else where
+        return JavaScriptError(message, f"{name} in {at}", line)
+    if kind == "missing-module":
+        module = message.get("module")
+        return SpecError(
+            f"cannot find the module {module!r}: install the connector's packages (npm ci "
+            "in the connector folder)",
+            file=where,
+        )
+    if kind == "syntax":
+        return SpecError(
+            "javascript syntax error (node could not load the file)", file=where, line=line
+        )
+    if kind == "import":
+        return SpecError(
+            f"loading the javascript module threw {message.get('type')}", file=where, line=line
+        )
+    if kind == "no-function":
+        found = message.get("found")
+        what = "no default export" if found == "nothing" else f"a default export that is a {found}"
+        return SpecError(
+            f"the module has {what}: export default (or module.exports =) an async function "
+            f"{name}({{credentials, connectorParameters, ...}})",
+            file=where,
+        )
+    if kind == "not-json":
+        return SpecError(
+            f"{name} returned a value that is not JSON ({message.get('type')}): return plain "
+            "objects, arrays, strings, numbers, booleans or null",
+            file=where,
+        )
+    if kind == "inline-needs-register":
+        return SpecError(
+            f"inline javascript code with import/export needs Node.js 20.6 or later "
+            f"(found {message.get('version')})",
+            file=where,
+            line=code_line,
+        )
+    return SpecError(f"the Node.js runner failed ({kind})", file=where)
+
+
+def encode_request_body(body: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """httpx keyword arguments for an ``apiClient`` request body from the runner.
+
+    Returns:
+        ``(kwargs, default_headers)``: ``json=``, ``content=`` and a content type to set
+        when the request has none.
+    """
+    if not isinstance(body, Mapping):
+        return {}, {}
+    kind, value = body.get("kind"), body.get("value")
+    if kind == "json":
+        return {"json": value}, {}
+    if kind == "text" and isinstance(value, str):
+        return {"content": value.encode("utf-8")}, {"content-type": "text/plain; charset=utf-8"}
+    if kind == "form" and isinstance(value, str):
+        return (
+            {"content": value.encode("ascii", "replace")},
+            {"content-type": "application/x-www-form-urlencoded"},
+        )
+    if kind == "bytes" and isinstance(value, str):
+        return {"content": base64.b64decode(value)}, {"content-type": "application/octet-stream"}
+    return {}, {}
