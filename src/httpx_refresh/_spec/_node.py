@@ -331,10 +331,14 @@ def _failure(message: Mapping[str, Any], name: str, where: str, code_line: int |
             f"loading the javascript module threw {message.get('type')}", file=where, line=line
         )
     if kind == "no-function":
-        found = message.get("found")
-        what = "no default export" if found == "nothing" else f"a default export that is a {found}"
+        found = str(message.get("found"))
+        if found == "nothing":
+            what = "the module has no default export"
+        else:
+            article = "an" if found[:1] in ("a", "e", "i", "o", "u") else "a"
+            what = f"the module's default export is {article} {found}, not a function"
         return SpecError(
-            f"the module has {what}: export default (or module.exports =) an async function "
+            f"{what}: export default (or module.exports =) an async function "
             f"{name}({{credentials, connectorParameters, ...}})",
             file=where,
         )
