@@ -580,3 +580,62 @@ def test_test_method_transport_error_reaches_the_caller(tmp_path: Path) -> None:
     )
     with pytest.raises(httpx.ConnectError):
         connection.test()
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def test_cli_check_reports_node(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``httpx-refresh check`` lists javascript methods and says which Node.js runs them,
+    or that none was found (HTTPX_REFRESH_NODE pointing nowhere)."""
+    from httpx_refresh._cli import main
+
+    node = require_node()
+    root = write_connector(
+        tmp_path / "c",
+        SPEC_CC.format(base="https://api.example.com", where="filePath: auth/r.js"),
+        {"auth/r.js": "export default async () => ({})\n"},
+    )
+    assert main(["check", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"refreshCredentials                       javascript ({root}/auth/r.js)" in out
+    assert f"javascript methods run under Node.js: {node}" in out
+    monkeypatch.setenv("HTTPX_REFRESH_NODE", str(tmp_path / "nowhere"))
+    assert main(["check", str(root)]) == 0
+    assert "javascript methods need Node.js, which was not found" in capsys.readouterr().out
+
+
+def test_cli_test_command_runs_the_javascript_test(
+    server: tuple[TokenServer, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``httpx-refresh test`` runs a javascript test: exit 0 when it passes (after one
+    refresh through the JavaScript refreshCredentials), 1 with the reason when it throws."""
+    import json
+
+    from httpx_refresh._cli import main
+
+    state, base = server
+    parameters, credentials = tmp_path / "parameters.json", tmp_path / "credentials.json"
+    parameters.write_text(json.dumps(PARAMETERS))
+    credentials.write_text(json.dumps({"accessToken": "stale"}))
+    connection_args = ["--connector-parameters", str(parameters), "--credentials", str(credentials)]
+    good = _test_connection(
+        base, tmp_path, "export default async ({ apiClient }) => (await apiClient.get('/me')).id\n"
+    )
+    assert main(["test", str(good.connector.path), *connection_args]) == 0
+    assert capsys.readouterr().out == "test passed\n"
+    assert state.token_calls == 1
+    bad = _test_connection(
+        base,
+        tmp_path,
+        "export default async ({ apiClient }) => apiClient.get('/forbidden')\n",
+        "bad",
+    )
+    assert main(["test", str(bad.connector.path), *connection_args]) == 1
+    # No line: the throw happens in apiClient, and the method returned the promise
+    # without awaiting it, so no frame of test.js is on the stack.
+    assert capsys.readouterr().out == (
+        f"test failed: test in {tmp_path}/bad/auth/test.js threw ApiError (HTTP 403, forbidden)\n"
+    )

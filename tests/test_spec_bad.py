@@ -1043,9 +1043,25 @@ def test_connect_unsupported_auth_option_proxy(tmp_path: Path) -> None:
     assert_names(info.value, spec_path, "spec.yml", "via-proxy:", "auth.options.via-proxy")
 
 
-def test_connect_javascript_makeApiClient(tmp_path: Path) -> None:
-    """Issue 4: a javascript makeApiClient loads (check reports it) but connect() is a
-    SpecError at its stub in spec.yml."""
+@pytest.mark.parametrize(
+    ("returned", "problem"),
+    [
+        ("{ baseUri: 'https://x.test', retries: 3 }", "returned unknown field 'retries'"),
+        ("{ baseUri: 'ftp://x.test' }", "returned a baseUri that is not an absolute http(s) URL"),
+        ("{ baseUri: 7 }", "returned a non-string baseUri"),
+        ("'https://x.test'", "returned str, expected a mapping of baseUri, headers, query, auth"),
+        ("{ headers: { 'Bad Name': 'x' } }", "makeApiClient header name 'Bad Name' is not a valid"),
+    ],
+)
+def test_connect_javascript_makeApiClient_bad_result(
+    tmp_path: Path, returned: str, problem: str
+) -> None:
+    """Issue 8: a javascript makeApiClient runs under Node.js at connect(); a result that
+    is not makeApiClient settings is a SpecError naming the file (issue 4 refused
+    javascript here; it runs now)."""
+    from jsconnectors import require_node
+
+    require_node()
     spec_path = build(
         tmp_path,
         {
@@ -1055,13 +1071,15 @@ def test_connect_javascript_makeApiClient(tmp_path: Path) -> None:
                 "    implementationType: javascript\n",
                 "    filePath: auth/make-api-client.js\n",
             ),
-            "auth/make-api-client.js": "export default function () { return {} }\n",
+            "auth/make-api-client.js": f"export default function () {{ return {returned} }}\n",
         },
     )
     connector = hr.load_connector(spec_path)
-    with pytest.raises(hr.SpecError, match="javascript") as info:
+    with pytest.raises(hr.SpecError) as info:
         connector.connect(credentials={"access_token": "A1"})
-    assert_names(info.value, spec_path, "spec.yml", "makeApiClient:", "auth.makeApiClient")
+    assert problem in str(info.value)
+    assert str(spec_path.parent / "auth" / "make-api-client.js") in str(info.value)
+    assert "A1" not in str(info.value)
 
 
 HEADERS_FROM_CREDENTIALS = cc(

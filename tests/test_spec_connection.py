@@ -662,7 +662,12 @@ def test_python_refresh_credentials_with_api_client(tmp_path: Path, flavour: str
     assert module["RECEIVED"] == [(["apiKey"], expected_client)]
 
 
-def test_javascript_method_is_a_clear_spec_error(tmp_path: Path) -> None:
+def test_javascript_methods_run_under_node(tmp_path: Path) -> None:
+    """Issue 8 (issue 4 made this a SpecError): a connector whose refreshCredentials and
+    test are javascript connects, refreshes (the result merged) and passes its test."""
+    from jsconnectors import require_node
+
+    require_node()
     spec = """
     auth:
       type: client-credentials
@@ -678,17 +683,20 @@ def test_javascript_method_is_a_clear_spec_error(tmp_path: Path) -> None:
         tmp_path,
         {
             "spec.yml": spec,
-            "auth/refresh-credentials.js": "export default async function () { return {} }\n",
-            "auth/test.js": "export default async function () { return true }\n",
+            "auth/refresh-credentials.js": (
+                "export default async function ({ credentials }) {\n"
+                "  return { n: (credentials.n || 0) + 1 }\n}\n"
+            ),
+            "auth/test.js": (
+                "export default async function ({ credentials }) {\n"
+                "  return credentials.n === 1\n}\n"
+            ),
         },
     )
-    connector = hr.load_connector(path)  # loading works: the spec is valid
-    with pytest.raises(hr.SpecError, match="javascript") as caught:
-        connector.connect(connection_parameters={})
-    assert caught.value.file is not None
-    assert caught.value.file.endswith("spec.yml")
-    assert caught.value.line == 3
-    assert caught.value.key == "auth.refreshCredentials"
+    connection = hr.load_connector(path).connect(connection_parameters={"apiKey": "k"})
+    assert connection.test() is False
+    assert dict(connection.auth.refresh()) == {"apiKey": "k", "n": 1}
+    assert connection.test() is True
 
 
 # -- test / atest -------------------------------------------------------------------------

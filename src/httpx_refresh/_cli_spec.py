@@ -190,14 +190,26 @@ def _check(args: argparse.Namespace) -> int:
     out.write(f"  name   {summary['name']}\n")
     if summary["key"]:
         out.write(f"  key    {summary['key']}\n")
+    javascript = False
     for variant in summary["variants"]:
         label = "auth" if variant["option"] is None else f"option {variant['option']}"
         note = "" if variant["supported"] else "  (not supported by httpx-refresh)"
         out.write(f"  {label}: {variant['type']}{note}\n")
         for name, where in variant["methods"].items():
             out.write(f"    {name:<40} {where}\n")
-            if where.startswith("javascript"):
-                out.write(f"    {'':<40} javascript cannot run yet: calling it is a SpecError\n")
+            javascript = javascript or where.startswith("javascript")
+    if javascript:
+        from ._exceptions import SpecError
+
+        try:
+            node = connector.runtime.executable(str(connector.path))
+        except SpecError:
+            out.write(
+                "  javascript methods need Node.js, which was not found (PATH, or set "
+                "HTTPX_REFRESH_NODE): calling them is a SpecError\n"
+            )
+        else:
+            out.write(f"  javascript methods run under Node.js: {node}\n")
     return 0
 
 
