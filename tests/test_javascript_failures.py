@@ -297,3 +297,34 @@ async def test_cancelled_caller_keeps_the_refreshed_token(run_server: Any, tmp_p
     assert (state.token_calls, runs()) == (1, 1)
     assert connection.credentials["accessToken"] == "tok-1"
     assert connection.credentials["keep"] == "me"
+
+
+def test_typescript_needs_a_node_that_strips_types(tmp_path: Path) -> None:
+    """A ``.ts`` method under a Node.js older than 22.6 (no type stripping): a SpecError
+    that names the file and the version found; on 22.6 or later it runs."""
+    import subprocess
+
+    node = require_node()
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True)
+    major, minor = (int(part) for part in version.stdout.strip().lstrip("v").split(".")[:2])
+    root = write_connector(
+        tmp_path / "ts",
+        SPEC.replace("auth/refresh-credentials.js", "auth/refresh-credentials.ts"),
+        {
+            "auth/refresh-credentials.ts": (
+                "export default async function (args: { credentials: { keep: string } })"
+                ": Promise<{ typed: string }> {\n  return { typed: args.credentials.keep }\n}\n"
+            )
+        },
+    )
+    connection = hr.load_connector(root).connect(
+        connector_parameters=PARAMETERS, credentials=dict(START)
+    )
+    if (major, minor) >= (22, 6):
+        assert connection.auth.refresh()["typed"] == "me"
+        return
+    message = _refresh_error(connection, hr.SpecError)
+    assert message == (
+        f"{root}/auth/refresh-credentials.ts: a TypeScript method needs Node.js 22.6 or later, "
+        f"which strips types (found {major}.{minor}): upgrade Node.js or compile the file to .js"
+    )

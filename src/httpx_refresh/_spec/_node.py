@@ -35,6 +35,7 @@ __all__ = ["DEFAULT_TIMEOUT", "JavaScriptError", "NodeRuntime", "RUNNER"]
 RUNNER: Final = Path(__file__).with_name("node") / "runner.mjs"
 DEFAULT_TIMEOUT: Final = 20.0
 MAX_MESSAGE: Final = 16 * 1024 * 1024  # bytes of one protocol line (a result, a request)
+_TYPESCRIPT: Final = (".ts", ".mts", ".cts")
 _REAP: Final = 5.0  # seconds to wait for a killed process
 _PERMANENT: Final = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
 _NETWORK_CODES: Final = frozenset(
@@ -129,7 +130,7 @@ class NodeRuntime:
         ValueError: ``timeout`` is not positive.
     """
 
-    __slots__ = ("_resolved", "node", "timeout")
+    __slots__ = ("_resolved", "_version", "node", "timeout")
 
     def __init__(
         self, node: str | os.PathLike[str] | None = None, timeout: float = DEFAULT_TIMEOUT
@@ -139,6 +140,7 @@ class NodeRuntime:
         self.node = os.fspath(node) if node is not None else None
         self.timeout = float(timeout)
         self._resolved: str | None = None
+        self._version: tuple[int, ...] | None = None
 
     def __repr__(self) -> str:
         return f"<NodeRuntime node={self.node or 'node'!r} timeout={self.timeout}>"
@@ -205,6 +207,9 @@ class NodeRuntime:
             Exception: whatever ``api`` raised (the process is stopped first).
         """
         executable = self.executable(where)
+        flags = ["--no-warnings"]
+        if file is not None and file.suffix in _TYPESCRIPT:
+            flags += await self._typescript_flags(executable, where)
         call: dict[str, Any] = {"name": name, "args": dict(args), "api": api is not None}
         if file is not None:
             call["file"] = str(file)
@@ -221,7 +226,7 @@ class NodeRuntime:
             ) from None
         try:
             process = await anyio.open_process(
-                [executable, "--no-warnings", str(RUNNER)],
+                [executable, *flags, str(RUNNER)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -248,6 +253,26 @@ class NodeRuntime:
                 with anyio.move_on_after(_REAP):
                     await process.wait()
                 await process.aclose()
+
+    async def _typescript_flags(self, executable: str, where: str) -> list[str]:
+        """Node flags for a TypeScript file: type stripping, built in from 22.6."""
+        if self._version is None:
+            try:
+                with anyio.fail_after(self.timeout):
+                    done = await anyio.run_process([executable, "--version"], check=False)
+                text = done.stdout.decode("ascii", "replace").strip().lstrip("v")
+                self._version = tuple(int(part) for part in text.split(".")[:2])
+            except (OSError, ValueError, TimeoutError):
+                self._version = ()
+        version = self._version
+        if version < (22, 6):
+            found = ".".join(map(str, version)) or "an unknown version"
+            raise SpecError(
+                f"a TypeScript method needs Node.js 22.6 or later, which strips types (found "
+                f"{found}): upgrade Node.js or compile the file to .js",
+                file=where,
+            )
+        return ["--experimental-strip-types"] if version < (23, 6) else []
 
     async def _converse(
         self,
