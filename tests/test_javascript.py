@@ -585,26 +585,44 @@ def test_test_method_transport_error_reaches_the_caller(tmp_path: Path) -> None:
 # -- command line -------------------------------------------------------------------------------
 
 
-def test_cli_check_reports_node(
+def test_cli_check_loads_javascript_methods(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``httpx-refresh check`` lists javascript methods and says which Node.js runs them,
-    or that none was found (HTTPX_REFRESH_NODE pointing nowhere)."""
+    """``httpx-refresh check`` loads every javascript method under Node.js without calling
+    it: exit 0 and the Node.js used when all load; exit 3 naming the file for a missing
+    package, a missing default export, or a missing Node.js (HTTPX_REFRESH_NODE)."""
     from httpx_refresh._cli import main
 
     node = require_node()
     root = write_connector(
         tmp_path / "c",
-        SPEC_CC.format(base="https://api.example.com", where="filePath: auth/r.js"),
-        {"auth/r.js": "export default async () => ({})\n"},
+        SPEC_CC.format(base="https://api.example.com", where="filePath: auth/r.js")
+        + "  test:\n    implementationType: javascript\n",
+        {
+            "auth/r.js": "export default async () => { throw new Error('never called') }\n",
+            "auth/test.js": "module.exports = async () => true\n",
+        },
     )
     assert main(["check", str(root)]) == 0
     out = capsys.readouterr().out
     assert f"refreshCredentials                       javascript ({root}/auth/r.js)" in out
-    assert f"javascript methods run under Node.js: {node}" in out
+    assert out.endswith(f"  javascript methods load under Node.js: {node}\n")
+    (root / "auth" / "r.js").write_text("import x from 'no-such-package'\nexport default x\n")
+    (root / "auth" / "test.js").write_text("module.exports = { test: 1 }\n")
+    assert main(["check", str(root)]) == 3
+    out = capsys.readouterr().out
+    assert (
+        f"  javascript problem: {root}/auth/r.js: cannot find the module 'no-such-package'" in out
+    )
+    assert (
+        f"  javascript problem: {root}/auth/test.js: the module's default export is an object"
+        in out
+    )
     monkeypatch.setenv("HTTPX_REFRESH_NODE", str(tmp_path / "nowhere"))
-    assert main(["check", str(root)]) == 0
-    assert "javascript methods need Node.js, which was not found" in capsys.readouterr().out
+    assert main(["check", str(root)]) == 3
+    out = capsys.readouterr().out
+    assert "  javascript methods cannot run: " in out
+    assert f"({str(tmp_path / 'nowhere')!r} from HTTPX_REFRESH_NODE)" in out
 
 
 def test_cli_test_command_runs_the_javascript_test(

@@ -4,6 +4,7 @@ credentials are left as they were."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -106,11 +107,17 @@ def test_non_json_results(tmp_path: Path) -> None:
     assert "not JSON (TypeError)" in _refresh_error(cyclic, hr.SpecError)
 
 
-def test_result_that_is_not_an_object(tmp_path: Path) -> None:
-    """A refresh that returns a string (not an object to merge) is a SpecError."""
-    connection, _ = _connection(tmp_path, "export default async () => 'tok'\n")
-    message = _refresh_error(connection, hr.SpecError)
-    assert "refreshCredentials evaluated to str, expected a mapping" in message
+@pytest.mark.parametrize(
+    ("returned", "described"),
+    [("'tok'", "a string"), ("undefined", "null or undefined"), ("[1]", "an array")],
+)
+def test_result_that_is_not_an_object(tmp_path: Path, returned: str, described: str) -> None:
+    """A refresh that returns no object to merge is a SpecError in JavaScript terms."""
+    connection, file = _connection(tmp_path, f"export default async () => {returned}\n")
+    assert _refresh_error(connection, hr.SpecError) == (
+        f"{file}: refreshCredentials returned {described}, expected an object (its keys are "
+        "merged into the credentials)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -131,12 +138,44 @@ def test_missing_default_export(tmp_path: Path, source: str, expected: str) -> N
     assert message.startswith(f"{file}: {expected}")
 
 
-def test_syntax_error(tmp_path: Path) -> None:
-    """A file Node cannot parse is a SpecError naming the file."""
-    connection, file = _connection(tmp_path, "export default async ({ => {\n")
-    message = _refresh_error(connection, hr.SpecError)
-    assert message.startswith(file)
-    assert "syntax error" in message
+@pytest.mark.parametrize(
+    ("source", "line", "detail"),
+    [
+        ("const a = 1\n\nexport defualt async function () {}\n", 3, "Unexpected token 'export'"),
+        ("const a = 1\nmodule.exports = async function ( {\n", 3, "Unexpected end of input"),
+        ("export default async () => {\n  return {\n}\n", 4, "Unexpected end of input"),
+    ],
+)
+def test_syntax_error_names_file_and_line(
+    tmp_path: Path, source: str, line: int, detail: str
+) -> None:
+    """A file Node cannot parse (ES module or CommonJS) is a SpecError naming the file,
+    the line and Node's description."""
+    connection, file = _connection(tmp_path, source)
+    assert _refresh_error(connection, hr.SpecError) == (
+        f"{file}:{line}: javascript syntax error: {detail}"
+    )
+
+
+def test_syntax_error_in_an_imported_sibling(tmp_path: Path) -> None:
+    """The method file parses but a module it imports does not: said so, not blamed on
+    the method file's line."""
+    require_node()
+    root = write_connector(
+        tmp_path / "c",
+        SPEC,
+        {
+            "auth/refresh-credentials.js": "import h from './helper.mjs'\nexport default h\n",
+            "auth/helper.mjs": "export default async ( => 1\n",
+        },
+    )
+    connection = hr.load_connector(root).connect(
+        connector_parameters=PARAMETERS, credentials=dict(START)
+    )
+    assert _refresh_error(connection, hr.SpecError) == (
+        f"{root}/auth/refresh-credentials.js: a module this file imports has a javascript "
+        "syntax error (the file itself parses)"
+    )
 
 
 def test_missing_package(tmp_path: Path) -> None:
@@ -327,4 +366,74 @@ def test_typescript_needs_a_node_that_strips_types(tmp_path: Path) -> None:
     assert message == (
         f"{root}/auth/refresh-credentials.ts: a TypeScript method needs Node.js 22.6 or later, "
         f"which strips types (found {major}.{minor}): upgrade Node.js or compile the file to .js"
+    )
+
+
+def test_relative_connector_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``load_connector("relative/dir")`` (Node runs in the connector folder, so the method's
+    path must not stay relative): the method runs."""
+    require_node()
+    write_connector(
+        tmp_path / "conns" / "c",
+        SPEC,
+        {"auth/refresh-credentials.js": "export default async () => ({ accessToken: 'new' })\n"},
+    )
+    monkeypatch.chdir(tmp_path)
+    connection = hr.load_connector("conns/c").connect(
+        connector_parameters=PARAMETERS, credentials=dict(START)
+    )
+    assert connection.auth.refresh()["accessToken"] == "new"
+    inline = write_connector(
+        tmp_path / "conns" / "inline",
+        SPEC.replace(
+            "    filePath: auth/refresh-credentials.js\n",
+            "    code: |\n      export default async () => ({ accessToken: 'inline' })\n",
+        ).replace("implementationType: javascript", "type: javascript"),
+    )
+    assert inline.is_dir()
+    connection = hr.load_connector("conns/inline").connect(
+        connector_parameters=PARAMETERS, credentials=dict(START)
+    )
+    assert connection.auth.refresh()["accessToken"] == "inline"
+
+
+@pytest.mark.parametrize("package_type", ["commonjs", None])
+def test_es_module_file_in_a_commonjs_package(tmp_path: Path, package_type: str | None) -> None:
+    """``npm init`` writes ``"type": "commonjs"``; an Integration.app method file written as
+    an ES module (``import`` / ``export default``) still loads, and so does a sibling ES
+    module it imports; the connector's CommonJS packages are untouched."""
+    require_node()
+    package = {"name": "c", "version": "1.0.0"}
+    if package_type is not None:
+        package["type"] = package_type
+    root = write_connector(
+        tmp_path / "c",
+        SPEC,
+        {
+            "package.json": json.dumps(package),
+            "auth/refresh-credentials.js": (
+                "import { token } from './helper.js'\n"
+                "import path from 'node:path'\n"
+                "export default async () => ({ accessToken: token(), sep: path.sep })\n"
+            ),
+            "auth/helper.js": "export const token = () => 'from-esm-helper'\n",
+        },
+    )
+    connection = hr.load_connector(root).connect(
+        connector_parameters=PARAMETERS, credentials=dict(START)
+    )
+    assert connection.auth.refresh()["accessToken"] == "from-esm-helper"
+
+
+def test_node_that_is_not_node(tmp_path: Path) -> None:
+    """``node=`` pointing at another program: says the runner did not start, not that the
+    method ended the process."""
+    import sys
+
+    connection, file = _connection(
+        tmp_path, "export default async () => ({})\n", node=sys.executable
+    )
+    assert _refresh_error(connection, hr.SpecError) == (
+        f"{file}: {sys.executable} did not start the httpx-refresh runner (it exited with "
+        "status 2): is it Node.js 20 or later?"
     )

@@ -7,7 +7,8 @@ Exit codes (also in the README):
 1  the response status is 400 or more; the test failed
 2  usage error: bad arguments, a parameters or credentials file that is missing or not
    a JSON (or YAML) object, a required parameter missing, an unknown auth option
-3  the spec is invalid (``SpecError``: file, line and key on stderr)
+3  the spec is invalid (``SpecError``: file, line and key on stderr); for ``check``,
+   also a javascript method that cannot load under Node.js
 4  the credentials are dead: the user must reconnect (``ReauthorizationRequired``)
 5  the refresh failed for another reason, the request could not be sent, or a
    connector method raised
@@ -198,18 +199,19 @@ def _check(args: argparse.Namespace) -> int:
         for name, where in variant["methods"].items():
             out.write(f"    {name:<40} {where}\n")
             javascript = javascript or where.startswith("javascript")
-    if javascript:
-        from ._exceptions import SpecError
-
-        try:
-            node = connector.runtime.executable(str(connector.path))
-        except SpecError:
-            out.write(
-                "  javascript methods need Node.js, which was not found (PATH, or set "
-                "HTTPX_REFRESH_NODE): calling them is a SpecError\n"
-            )
-        else:
-            out.write(f"  javascript methods run under Node.js: {node}\n")
+    if not javascript:
+        return 0
+    try:
+        node = connector.runtime.executable(str(connector.path))
+    except SpecError as exc:
+        out.write(f"  javascript methods cannot run: {exc}\n")
+        return EXIT_CODES["spec"]
+    problems = connector._check_javascript()
+    for problem in problems:
+        out.write(f"  javascript problem: {problem}\n")
+    if problems:
+        return EXIT_CODES["spec"]
+    out.write(f"  javascript methods load under Node.js: {node}\n")
     return 0
 
 

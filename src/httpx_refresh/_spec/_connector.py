@@ -8,10 +8,11 @@ import inspect
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
 import anyio
+import anyio.to_thread
 import httpx
 
 from .._auth import RefreshAuth
@@ -99,6 +100,7 @@ class Connector:
     def __init__(self, spec: ConnectorSpec, *, runtime: NodeRuntime | None = None) -> None:
         self._spec = spec
         self.runtime = runtime if runtime is not None else NodeRuntime()
+        self._root = spec.path.parent.resolve()  # where javascript methods run
         self.name = spec.name
         self.key = spec.key
         self.path = spec.path
@@ -146,6 +148,36 @@ class Connector:
                 for variant in self._variants()
             ],
         }
+
+    def _check_javascript(self) -> list[SpecError]:
+        """Load every javascript method under Node.js without calling it (``check``).
+
+        Returns:
+            The problems (a missing Node.js, package, or default export, a syntax error,
+            top-level code that throws), one per method; empty when all load.
+        """
+        problems: list[SpecError] = []
+        seen: set[int] = set()
+        for variant in self._variants():
+            for method in variant.methods.values():
+                if method.kind != "javascript" or id(method) in seen:
+                    continue
+                seen.add(id(method))
+                try:
+                    call_sync(
+                        self.runtime.call,
+                        name=method.name,
+                        where=method.file,
+                        root=self._root,
+                        args={},
+                        file=method.script,
+                        code=method.code,
+                        code_line=method.line if method.code is not None else None,
+                        check=True,
+                    )
+                except SpecError as exc:
+                    problems.append(exc)
+        return problems
 
     def _enabled(self, variant: AuthVariant, scope: Mapping[str, Any]) -> bool:
         if variant.enabled is None or isinstance(variant.enabled, bool):
@@ -306,8 +338,10 @@ class _Apply:
     A javascript ``makeApiClient`` runs under Node.js: once per credentials version (the
     result is also remembered by content, so the copy a refresh hands to
     :class:`_PrepareThenHook` serves the snapshot the requests use), under a lock so that
-    threads racing on a new version start one process; a failure is remembered for
-    that version for a few seconds instead of starting a process per request.
+    whoever comes first for a new version (the refresh, a thread, a request that saw
+    the new credentials before the refresh got there) starts the one process and the
+    others wait for its result; a failure is remembered for that version for a few
+    seconds instead of starting a process per request.
     """
 
     __slots__ = ("_cache", "_client", "_javascript", "_known", "_lock", "_scope", "anywhere")
@@ -317,11 +351,11 @@ class _Apply:
         client: ApiClientSpec,
         scope: Mapping[str, Any],
         *,
-        javascript: tuple[Any, Any] | None = None,
+        javascript: Callable[[Mapping[str, Any]], Settings] | None = None,
     ) -> None:
         self._client = client
         self._scope = scope
-        self._javascript = javascript  # (sync, async) credentials -> Settings
+        self._javascript = javascript  # credentials -> Settings (runs Node.js)
         self.anywhere = False  # True when connect(origins=...) decides the scope
         self._cache: tuple[Mapping[str, Any], Settings] | None = None
         self._known: tuple[dict[str, Any], Settings | SpecError, float] | None = None
@@ -361,7 +395,7 @@ class _Apply:
             result = self._recall(credentials)
             if result is None:
                 try:
-                    result = self._javascript[0](credentials)
+                    result = self._javascript(credentials)
                 except SpecError as exc:
                     result = exc
                 self._remember(credentials, result)
@@ -376,16 +410,14 @@ class _Apply:
             self._js_settings(credentials)
 
     async def aprepare(self, credentials: Mapping[str, Any]) -> None:
-        """Run a javascript makeApiClient for new credentials now (async flights)."""
-        assert self._javascript is not None
-        if self._recall(credentials) is not None:
-            return
-        try:
-            result: Settings | SpecError = await self._javascript[1](credentials)
-        except SpecError as exc:
-            result = exc
-        with self._lock:
-            self._remember(credentials, result)
+        """Run a javascript makeApiClient for new credentials now (async flights).
+
+        In a worker thread, under the same lock as requests: a request on the event loop
+        that needs these settings meanwhile waits for this run instead of starting its
+        own (it cannot await it: applying credentials is synchronous).
+        """
+        if self._recall(credentials) is None:
+            await anyio.to_thread.run_sync(self.prepare, credentials)
 
     def __call__(self, request: httpx.Request, credentials: Mapping[str, Any]) -> None:
         _write(self.settings(credentials), request, anywhere=self.anywhere)
@@ -476,7 +508,7 @@ class Connection:
         self._apply = _Apply(
             client_spec,
             self._scope,
-            javascript=(self._js_client_sync, self._js_client) if client_spec.javascript else None,
+            javascript=self._js_client_sync if client_spec.javascript else None,
         )
         if credentials is None:
             credentials = self._initial_credentials()
@@ -828,7 +860,7 @@ class Connection:
         return await self._runtime.call(
             name=method.name,
             where=method.file,
-            root=self.connector.path.parent,
+            root=self.connector._root,
             args=self._js_args(method, credentials, more),
             file=method.script,
             code=method.code,
@@ -922,6 +954,12 @@ def _evaluate(method: Method, variables: dict[str, Any], more: dict[str, Any]) -
 def _as_mapping(method: Method, result: Any) -> dict[str, Any]:
     if isinstance(result, Mapping):
         return {k: v for k, v in result.items() if v is not UNDEFINED}
+    if method.kind == "javascript":
+        raise SpecError(
+            f"{method.name} returned {_js_type(result)}, expected an object (its keys are "
+            "merged into the credentials)",
+            file=method.file,
+        )
     if method.function is not None:
         raise method.function.error(
             f"{method.function.function.__name__}() returned {type(result).__name__}, "

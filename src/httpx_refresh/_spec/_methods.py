@@ -249,7 +249,7 @@ def load_method(
         display = f"{display_root}/{file_path}" if display_root else file_path
         method.file, method.line = display, 1
         if kind == "javascript":
-            method.script = target
+            method.script = target.resolve()  # absolute: Node runs in the connector folder
             return method
         if kind == "python":
             offered = keywords

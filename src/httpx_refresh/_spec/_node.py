@@ -28,6 +28,7 @@ import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from .._credentials import scrub, secret_values
 from .._exceptions import ReauthorizationRequired, RefreshError, SpecError
 
 __all__ = ["DEFAULT_TIMEOUT", "JavaScriptError", "NodeRuntime", "RUNNER"]
@@ -183,18 +184,21 @@ class NodeRuntime:
         code: str | None = None,
         code_line: int | None = None,
         api: ApiHandler | None = None,
+        check: bool = False,
     ) -> Any:
         """Run one JavaScript method and return its result (``None`` for ``undefined``).
 
         Args:
             name: the method name (``refreshCredentials``), also tried as a named export.
             where: the method's file as shown in errors (the spec for inline code).
-            root: the connector folder (the working directory; modules resolve from it).
+            root: the connector folder, absolute (the working directory; modules
+                resolve from it).
             args: the function's argument object (JSON-serialisable).
-            file: the method's ``.js`` / ``.mjs`` / ``.cjs`` file, or
+            file: the method's ``.js`` / ``.mjs`` / ``.cjs`` file (absolute), or
             code: its inline code, whose first line is line ``code_line`` of ``where``.
             api: answers ``apiClient`` requests; ``None``: the function gets no
                 ``apiClient``.
+            check: only load the module and find the function (``True`` if it loads).
 
         Returns:
             The JSON-decoded value the function returned (or resolved to).
@@ -205,17 +209,28 @@ class NodeRuntime:
                 syntax error, a missing package), it exports no function, the result is
                 not JSON, Node.js exited early, or the call took longer than ``timeout``.
             Exception: whatever ``api`` raised (the process is stopped first).
+            ValueError: ``root`` or ``file`` is a relative path.
         """
         executable = self.executable(where)
+        if not root.is_absolute() or (file is not None and not file.is_absolute()):
+            # Node runs in root: a relative path would point elsewhere.
+            raise ValueError("root and file must be absolute paths")
         flags = ["--no-warnings"]
         if file is not None and file.suffix in _TYPESCRIPT:
             flags += await self._typescript_flags(executable, where)
-        call: dict[str, Any] = {"name": name, "args": dict(args), "api": api is not None}
+        call: dict[str, Any] = {
+            "name": name,
+            "root": str(root),
+            "args": dict(args),
+            "api": api is not None,
+            "check": check,
+        }
         if file is not None:
             call["file"] = str(file)
         else:
             virtual = root / f".{name}.inline.mjs"
             call.update(code=code or "", url=virtual.as_uri())
+        secrets = secret_values(args)
         try:
             payload = (json.dumps(call, allow_nan=False) + "\n").encode("utf-8")
         except (TypeError, ValueError) as exc:
@@ -239,7 +254,9 @@ class NodeRuntime:
             ) from None
         try:
             with anyio.move_on_after(self.timeout) as scope:
-                return await self._converse(process, payload, api, name, where, code_line)
+                return await self._converse(
+                    process, payload, api, name, where, code_line, executable, secrets
+                )
             if scope.cancelled_caught:
                 raise SpecError(
                     f"{name} did not finish within {self.timeout:g} s; Node.js was stopped",
@@ -282,6 +299,8 @@ class NodeRuntime:
         name: str,
         where: str,
         code_line: int | None,
+        executable: str,
+        secrets: list[str],
     ) -> Any:
         stdin, stdout = process.stdin, process.stdout
         assert stdin is not None
@@ -289,11 +308,18 @@ class NodeRuntime:
         reader = BufferedByteReceiveStream(stdout)
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             await stdin.send(payload)  # if it exited at once, reading says how
+        started = False
         while True:
             try:
                 line = await reader.receive_until(b"\n", MAX_MESSAGE)
             except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
                 status = await process.wait()
+                if not started:
+                    raise SpecError(
+                        f"{executable} did not start the httpx-refresh runner (it exited with "
+                        f"status {status}): is it Node.js 20 or later?",
+                        file=where,
+                    ) from None
                 raise SpecError(
                     f"Node.js exited (status {status}) before {name} returned: the method "
                     "(or a module it loads) ended the process",
@@ -311,11 +337,20 @@ class NodeRuntime:
                     "Node.js wrote something that is not the runner's protocol on stdout",
                     file=where,
                 ) from None
-            kind = message.get("t")
+            kind = message.get("t") if isinstance(message, dict) else None
+            if kind == "hello":
+                started = True
+                continue
             if kind == "result":
                 return message.get("value")
             if kind == "error":
-                raise _failure(message, name, where, code_line)
+                # Every field is checked by the runner; a value of the arguments that got
+                # into one anyway (a token as an error's code) is blanked here too.
+                clean = {
+                    key: scrub(value, secrets) if isinstance(value, str) else value
+                    for key, value in message.items()
+                }
+                raise _failure(clean, name, where, code_line)
             if kind == "request" and api is not None:
                 reply = await api(message)
                 reply.update(t="response", id=message.get("id"))
@@ -348,8 +383,16 @@ def _failure(message: Mapping[str, Any], name: str, where: str, code_line: int |
             file=where,
         )
     if kind == "syntax":
+        detail = message.get("detail")
         return SpecError(
-            "javascript syntax error (node could not load the file)", file=where, line=line
+            f"javascript syntax error: {detail}" if detail else "javascript syntax error",
+            file=where,
+            line=line,
+        )
+    if kind == "syntax-elsewhere":
+        return SpecError(
+            "a module this file imports has a javascript syntax error (the file itself parses)",
+            file=where,
         )
     if kind == "import":
         return SpecError(

@@ -1,19 +1,24 @@
 // httpx-refresh: run one connector method under Node.js (the Python side is _spec/_node.py).
 //
-// Protocol, one JSON document per line. The parent writes the call on stdin:
-//   {"name", "file" | ("code", "url", "root"), "args", "api": bool}
+// Protocol, one JSON document per line. This process first writes {"t": "hello", "node"}.
+// The parent writes the call on stdin:
+//   {"name", "root", "file" | ("code", "url"), "args", "api": bool, "check": bool}
+// ("check": load the module and find the function, without calling it)
 // and answers the method's apiClient requests there ({"t": "response", "id", ...}).
 // This process writes on stdout only protocol lines: {"t": "request", ...},
 // {"t": "result", "value"} or {"t": "error", ...}. The connector's own output
 // (console.log, process.stdout.write) goes to stderr, which the parent never shows.
 // Errors are described by type, code, status and line, never by their message, which
 // may hold a token.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as nodeModule from 'node:module';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import vm from 'node:vm';
+import { looksLikeModule } from './detect.mjs';
 
 const send = process.stdout.write.bind(process.stdout);
 process.stdout.write = process.stderr.write.bind(process.stderr);
@@ -47,14 +52,19 @@ function lineIn(error, targets) {
   return null;
 }
 
-const SAFE_CODE = /^[A-Za-z0-9_.-]{1,64}$/;
-const OAUTH_ERROR = /^[a-z_]{1,64}$/;
+// Error codes as Node.js and its HTTP clients spell them (ECONNREFUSED, ERR_BAD_REQUEST,
+// UND_ERR_SOCKET): anything else could be data (a token) and is left out.
+const SAFE_CODE = /^(E[A-Z]{2,20}|ERR_[A-Z0-9_]{1,48}|UND_ERR_[A-Z_]{1,40})$/;
+const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]{0,63}$/;
+const OAUTH_ERROR = /^[a-z_]{1,40}$/;
 
 function describe(error, targets) {
   const info = { type: typeof error };
   if (error !== null && typeof error === 'object') {
-    info.type = (error.constructor && error.constructor.name) || 'Object';
-    if (typeof error.name === 'string' && SAFE_CODE.test(error.name)) info.name = error.name;
+    // The class name comes from code; a "constructor" key of parsed data is not a function.
+    const maker = error.constructor;
+    const name = typeof maker === 'function' ? maker.name : '';
+    info.type = typeof name === 'string' && IDENTIFIER.test(name) ? name : 'Object';
     if (typeof error.code === 'string' && SAFE_CODE.test(error.code)) info.code = error.code;
     const response = error.response !== null && typeof error.response === 'object' ? error.response : null;
     const status = response ? (response.status ?? response.statusCode) : (error.status ?? error.statusCode);
@@ -84,19 +94,66 @@ function missingModule(error) {
   return name;
 }
 
-const ESM_SYNTAX = [
-  'Cannot use import statement outside a module',
-  "Unexpected token 'export'",
-  "Cannot use 'import.meta' outside a module",
-];
+// The line (and Node's description) of a syntax error in `source`, from `node --check`
+// on stdin: an ES module's SyntaxError carries no location of its own. Nothing runs.
+function syntaxProblem(source) {
+  const type = looksLikeModule(source) ? 'module' : 'commonjs';
+  const done = spawnSync(process.execPath, [`--input-type=${type}`, '--check'], {
+    input: source,
+    encoding: 'utf8',
+    timeout: 10000,
+  });
+  const output = String(done.stderr || '');
+  const where = /\[stdin\]:(\d+)/.exec(output);
+  if (!where) return null;
+  const what = /^SyntaxError: (.{1,160})$/m.exec(output);
+  return { line: Number(where[1]), detail: what ? what[1] : null };
+}
 
-function looksLikeModule(code) {
-  try {
-    new vm.Script(`(function (exports, require, module, __filename, __dirname) {${code}\n})`);
-    return false;
-  } catch (error) {
-    return error instanceof SyntaxError && ESM_SYNTAX.some((text) => String(error.message).includes(text));
+// The nearest package.json's "type" for a file ("module", "commonjs" or null).
+function packageType(file) {
+  let directory = path.dirname(file);
+  for (;;) {
+    const candidate = path.join(directory, 'package.json');
+    if (existsSync(candidate)) {
+      try {
+        const type = JSON.parse(readFileSync(candidate, 'utf8')).type;
+        return type === 'module' || type === 'commonjs' ? type : null;
+      } catch {
+        return null;
+      }
+    }
+    const parent = path.dirname(directory);
+    if (parent === directory) return null;
+    directory = parent;
   }
+}
+
+// Node.js detects module syntax in a typeless .js file from 20.19 and 22.7 on.
+function detectsModules() {
+  const [major, minor] = process.versions.node.split('.').map(Number);
+  return major > 22 || (major === 22 && minor >= 7) || (major === 20 && minor >= 19);
+}
+
+let hooks = null;
+
+function registerHooks(data) {
+  if (hooks !== null) return true;
+  if (typeof nodeModule.register !== 'function') return false;
+  hooks = data;
+  nodeModule.register(new URL('./hooks.mjs', import.meta.url), import.meta.url, { data });
+  return true;
+}
+
+async function loadFile(call) {
+  if (call.file.endsWith('.js')) {
+    const type = packageType(call.file);
+    if (type !== 'module' && (type === 'commonjs' || !detectsModules())) {
+      const source = readFileSync(call.file, 'utf8');
+      if (looksLikeModule(source)) registerHooks({ root: pathToFileURL(call.root).href + '/' });
+    }
+  }
+  return import(pathToFileURL(call.file).href);
 }
 
 class SetupError extends Error {
@@ -110,12 +167,9 @@ class SetupError extends Error {
 async function loadInline(call) {
   const filename = fileURLToPath(call.url);
   if (looksLikeModule(call.code)) {
-    if (typeof nodeModule.register !== 'function') {
+    if (!registerHooks({ url: call.url, source: call.code })) {
       throw new SetupError('inline-needs-register', { version: process.versions.node });
     }
-    nodeModule.register(new URL('./hooks.mjs', import.meta.url), import.meta.url, {
-      data: { url: call.url, source: call.code },
-    });
     return import(call.url);
   }
   const module = { exports: {} };
@@ -215,13 +269,27 @@ async function run(call) {
   const targets = call.file ? [pathToFileURL(call.file).href, call.file] : [call.url];
   let namespace;
   try {
-    namespace = call.file ? await import(pathToFileURL(call.file).href) : await loadInline(call);
+    namespace = call.file ? await loadFile(call) : await loadInline(call);
   } catch (error) {
     if (error instanceof SetupError) return finish({ t: 'error', kind: error.kind, ...error.fields });
     const module = missingModule(error);
     if (module !== null) return finish({ t: 'error', kind: 'missing-module', module });
     const info = describe(error, targets);
-    if (error instanceof SyntaxError) return finish({ t: 'error', kind: 'syntax', ...info });
+    if (error instanceof SyntaxError) {
+      let source = null;
+      try {
+        source = call.file ? readFileSync(call.file, 'utf8') : call.code;
+      } catch {
+        source = null;
+      }
+      const problem = source === null ? null : syntaxProblem(source);
+      if (problem === null) {
+        // The file itself parses: a module it imports does not, or its top-level code
+        // threw a SyntaxError (JSON.parse, new RegExp, ...).
+        return finish({ t: 'error', kind: info.line === null ? 'syntax-elsewhere' : 'import', ...info });
+      }
+      return finish({ t: 'error', kind: 'syntax', line: problem.line, detail: problem.detail });
+    }
     return finish({ t: 'error', kind: 'import', ...info });
   }
   let fn;
@@ -230,6 +298,7 @@ async function run(call) {
   } catch (error) {
     return finish({ t: 'error', kind: error.kind, ...error.fields });
   }
+  if (call.check) return finish({ t: 'result', value: true });
   const args = { ...call.args };
   if (call.api) {
     const client = new ApiClient();
@@ -260,6 +329,8 @@ async function run(call) {
 process.on('unhandledRejection', (error) => {
   finish({ t: 'error', kind: 'thrown', ...describe(error, []), unhandled: true });
 });
+
+send(`${JSON.stringify({ t: 'hello', node: process.versions.node })}\n`);
 
 let call = null;
 const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
