@@ -314,6 +314,13 @@ class RefreshAuth(httpx.Auth):
         self._reporting: (
             Callable[[httpx.Request, Mapping[str, Any]], tuple[Any, Any, Any]] | None
         ) = getattr(self._applier, "apply_reporting", None)
+        # An applier may need slow work for a new credentials version that async code must
+        # not do on the event loop (a connector's javascript makeApiClient runs Node.js):
+        # ``aprepare(credentials)`` is awaited before it applies those credentials from
+        # an async flow. Cheap when the work is done.
+        self._aprepare: Callable[[Mapping[str, Any]], Awaitable[None]] | None = getattr(
+            self._applier, "aprepare", None
+        )
         self._on_refresh = on_refresh
         self._refresh_timeout = float(refresh_timeout)
         self._retry = retry if retry is not None else RetryPolicy()
@@ -619,6 +626,9 @@ class RefreshAuth(httpx.Auth):
         if self.requires_request_body:
             await request.aread()
         decisions = self._decisions
+        aprepare = self._aprepare
+        if aprepare is not None:
+            await aprepare(self._control.snapshot.credentials)
         flow = None
         response: httpx.Response | None = None
         if self._origins is None or self._in_scope(request):
@@ -628,6 +638,8 @@ class RefreshAuth(httpx.Auth):
                     fresh = await self._advisory_async(snapshot)
                     if fresh is not snapshot:
                         snapshot = fresh
+                        if aprepare is not None:
+                            await aprepare(snapshot.credentials)
                         decisions.apply(request, snapshot.credentials)
                 rewind = _rewind_plan(request)
                 response = yield request
@@ -654,6 +666,8 @@ class RefreshAuth(httpx.Auth):
                         # Release the rejected response's connection before waiting.
                         await response.aread()
                     snapshot = await self._refresh_async(action.base_version, action.reason)
+                    if aprepare is not None:
+                        await aprepare(snapshot.credentials)
                     action = flow.send(snapshot)
         except StopIteration:
             return

@@ -388,36 +388,20 @@ class _Apply:
 
     def _js_settings(self, credentials: Mapping[str, Any]) -> Settings:
         assert self._javascript is not None
-        with self._lock:
-            cache = self._cache
-            if cache is not None and cache[0] is credentials:
-                return cache[1]
-            result = self._recall(credentials)
-            if result is None:
-                try:
-                    result = self._javascript(credentials)
-                except SpecError as exc:
-                    result = exc
-                self._remember(credentials, result)
-            if isinstance(result, SpecError):
-                raise copy.copy(result)  # a fresh traceback each time
-            self._cache = (credentials, result)
-            return result
-
-    def prepare(self, credentials: Mapping[str, Any]) -> None:
-        """Run a javascript makeApiClient for new credentials now (sync flights)."""
-        with contextlib.suppress(SpecError):  # remembered: the requests raise it
-            self._js_settings(credentials)
-
-    async def aprepare(self, credentials: Mapping[str, Any]) -> None:
-        """Run a javascript makeApiClient for new credentials now (async flights).
-
-        In a worker thread, under the same lock as requests: a request on the event loop
-        that needs these settings meanwhile waits for this run instead of starting its
-        own (it cannot await it: applying credentials is synchronous).
-        """
-        if self._recall(credentials) is None:
-            await anyio.to_thread.run_sync(self.prepare, credentials)
+        result = self._recall(credentials)
+        if result is None:
+            with self._lock:
+                result = self._recall(credentials)  # another thread may have just run it
+                if result is None:
+                    try:
+                        result = self._javascript(credentials)
+                    except SpecError as exc:
+                        result = exc
+                    self._remember(credentials, result)
+        if isinstance(result, SpecError):
+            raise copy.copy(result)  # a fresh traceback each time
+        self._cache = (credentials, result)
+        return result
 
     def __call__(self, request: httpx.Request, credentials: Mapping[str, Any]) -> None:
         _write(self.settings(credentials), request, anywhere=self.anywhere)
@@ -435,6 +419,33 @@ class _Apply:
         return "<makeApiClient applier>"
 
 
+class _JavaScriptApply(_Apply):
+    """The applier of a connection whose makeApiClient is javascript (see :class:`_Apply`).
+
+    It has ``aprepare``, which RefreshAuth awaits before applying credentials from an
+    async flow (a plain ``_Apply`` has none, so it costs mapping connectors nothing).
+    """
+
+    __slots__ = ()
+
+    def prepare(self, credentials: Mapping[str, Any]) -> None:
+        """Run a javascript makeApiClient for new credentials now (sync flights)."""
+        with contextlib.suppress(SpecError):  # remembered: the requests raise it
+            self._js_settings(credentials)
+
+    async def aprepare(self, credentials: Mapping[str, Any]) -> None:
+        """Have the settings for ``credentials`` ready, without blocking the event loop.
+
+        RefreshAuth awaits this before it applies credentials from an async flow, and
+        :class:`_PrepareThenHook` inside async refreshes. A javascript makeApiClient that
+        has not run for these credentials runs in a worker thread, under the lock that
+        makes it run once per version (waiting for another run happens there too).
+        """
+        cache = self._cache
+        if (cache is None or cache[0] is not credentials) and self._recall(credentials) is None:
+            await anyio.to_thread.run_sync(self.prepare, credentials)
+
+
 class _PrepareThenHook:
     """``on_refresh`` of a connection with a javascript makeApiClient.
 
@@ -444,7 +455,7 @@ class _PrepareThenHook:
     async ones.
     """
 
-    def __init__(self, apply: _Apply, hook: Any) -> None:
+    def __init__(self, apply: _JavaScriptApply, hook: Any) -> None:
         self._apply = apply
         self._hook = hook
 
@@ -505,11 +516,12 @@ class Connection:
         self._runtime = connector.runtime
         assert client_spec is not None
         self._client_spec = client_spec
-        self._apply = _Apply(
-            client_spec,
-            self._scope,
-            javascript=self._js_client_sync if client_spec.javascript else None,
-        )
+        if client_spec.javascript:
+            self._apply: _Apply = _JavaScriptApply(
+                client_spec, self._scope, javascript=self._js_client_sync
+            )
+        else:
+            self._apply = _Apply(client_spec, self._scope)
         if credentials is None:
             credentials = self._initial_credentials()
             if store is not None:  # first connection of this account: store what it starts with
@@ -540,6 +552,7 @@ class Connection:
         if client_spec.javascript:
             # A new credentials version gets its javascript makeApiClient settings inside
             # the refresh, before the waiting requests go out (never in a request).
+            assert isinstance(self._apply, _JavaScriptApply)
             options["on_refresh"] = _PrepareThenHook(self._apply, options.get("on_refresh"))
         self._expired = client_spec.has_handlers("access_token_expired")
         self._defunct = client_spec.has_handlers("connection_is_defunct")

@@ -60,6 +60,7 @@ _EXTENSIONS: Final = {
     "python": (".py",),
     "javascript": (".js", ".mjs", ".cjs", ".ts"),
 }
+_JS_SUFFIXES: Final = (".js", ".mjs", ".cjs", ".ts", ".mts", ".cts")
 _STUB_KEYS: Final = frozenset(
     {"implementationType", "type", "filePath", "mapping", "code", "title", "description"}
 )
@@ -230,6 +231,12 @@ def load_method(
                 )
             if not target.is_file():
                 raise spec.error(f"file {file_path!r} not found", (*path, "filePath"))
+            if kind == "javascript" and target.suffix not in _JS_SUFFIXES:
+                raise spec.error(
+                    f"filePath {file_path!r} is not a javascript file (it must end with "
+                    f"{', '.join(_JS_SUFFIXES)})",
+                    (*path, "filePath"),
+                )
         else:
             candidates = [f"auth/{kebab_case(name)}{extension}" for extension in _EXTENSIONS[kind]]
             found = [c for c in candidates if (root / c).is_file()]

@@ -19,9 +19,11 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from secrets import token_hex
 from typing import Any, Final
 
 import anyio
@@ -37,6 +39,7 @@ RUNNER: Final = Path(__file__).with_name("node") / "runner.mjs"
 DEFAULT_TIMEOUT: Final = 20.0
 MAX_MESSAGE: Final = 16 * 1024 * 1024  # bytes of one protocol line (a result, a request)
 _TYPESCRIPT: Final = (".ts", ".mts", ".cts")
+_POSIX: Final = hasattr(os, "killpg")
 _REAP: Final = 5.0  # seconds to wait for a killed process
 _PERMANENT: Final = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
 _NETWORK_CODES: Final = frozenset(
@@ -231,6 +234,8 @@ class NodeRuntime:
             virtual = root / f".{name}.inline.mjs"
             call.update(code=code or "", url=virtual.as_uri())
         secrets = secret_values(args)
+        nonce = token_hex(8)  # marks the runner's lines: anything else on stdout is skipped
+        call["nonce"] = nonce
         try:
             payload = (json.dumps(call, allow_nan=False) + "\n").encode("utf-8")
         except (TypeError, ValueError) as exc:
@@ -240,23 +245,25 @@ class NodeRuntime:
                 file=where,
             ) from None
         try:
+            # A session of its own: the whole process group (children the method
+            # started included) is killed when the call ends.
             process = await anyio.open_process(
                 [executable, *flags, str(RUNNER)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 cwd=root,
+                start_new_session=_POSIX,
             )
         except OSError as exc:
             raise SpecError(
                 f"cannot start Node.js ({executable}): {exc.strerror or type(exc).__name__}",
                 file=where,
             ) from None
+        conversation = _Conversation(process, api, name, where, code_line, executable, secrets)
         try:
             with anyio.move_on_after(self.timeout) as scope:
-                return await self._converse(
-                    process, payload, api, name, where, code_line, executable, secrets
-                )
+                return await conversation.run(payload, nonce)
             if scope.cancelled_caught:
                 raise SpecError(
                     f"{name} did not finish within {self.timeout:g} s; Node.js was stopped",
@@ -265,8 +272,7 @@ class NodeRuntime:
             raise AssertionError("unreachable")  # pragma: no cover
         finally:
             with anyio.CancelScope(shield=True):
-                if process.returncode is None:
-                    process.kill()
+                _kill(process)
                 with anyio.move_on_after(_REAP):
                     await process.wait()
                 await process.aclose()
@@ -291,75 +297,126 @@ class NodeRuntime:
             )
         return ["--experimental-strip-types"] if version < (23, 6) else []
 
-    async def _converse(
+
+def _kill(process: anyio.abc.Process) -> None:
+    """Kill the runner and, on POSIX, every process of its group (the method's children)."""
+    if _POSIX:
+        with contextlib.suppress(OSError):  # already gone
+            os.killpg(process.pid, signal.SIGKILL)
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+
+
+class _Conversation:
+    """One call's messages: the call, ``apiClient`` requests (answered concurrently), and
+    the result or error."""
+
+    def __init__(
         self,
         process: anyio.abc.Process,
-        payload: bytes,
         api: ApiHandler | None,
         name: str,
         where: str,
         code_line: int | None,
         executable: str,
         secrets: list[str],
-    ) -> Any:
-        stdin, stdout = process.stdin, process.stdout
-        assert stdin is not None
-        assert stdout is not None
-        reader = BufferedByteReceiveStream(stdout)
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await stdin.send(payload)  # if it exited at once, reading says how
+    ) -> None:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        self.process = process
+        self.stdin = process.stdin
+        self.reader = BufferedByteReceiveStream(process.stdout)
+        self.api = api
+        self.name = name
+        self.where = where
+        self.code_line = code_line
+        self.executable = executable
+        self.secrets = secrets
+        self.writing = anyio.Lock()
+        self.failures: list[Exception] = []
+
+    async def run(self, payload: bytes, nonce: str) -> Any:
+        outcome: list[Any] = []
+        async with anyio.create_task_group() as group:
+            try:
+                outcome.append(await self._read(group, payload, nonce))
+            except Exception as exc:  # noqa: BLE001 - raised below, after the group
+                self.failures.append(exc)
+            group.cancel_scope.cancel()  # requests still being answered are abandoned
+        if self.failures:
+            raise self.failures[0]
+        return outcome[0]
+
+    async def _send(self, data: bytes) -> None:
+        async with self.writing:
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await self.stdin.send(data)  # if it exited, reading says how
+
+    async def _answer(self, message: Mapping[str, Any], group: anyio.abc.TaskGroup) -> None:
+        assert self.api is not None
+        try:
+            reply = await self.api(message)
+            reply.update(t="response", id=message.get("id"))
+            await self._send((json.dumps(reply) + "\n").encode("utf-8"))
+        except Exception as exc:  # noqa: BLE001 - the call fails with it
+            self.failures.append(exc)
+            group.cancel_scope.cancel()
+
+    async def _read(self, group: anyio.abc.TaskGroup, payload: bytes, nonce: str) -> Any:
+        await self._send(payload)
         started = False
         while True:
             try:
-                line = await reader.receive_until(b"\n", MAX_MESSAGE)
+                line = await self.reader.receive_until(b"\n", MAX_MESSAGE)
             except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
-                status = await process.wait()
+                status = await self.process.wait()
                 if not started:
                     raise SpecError(
-                        f"{executable} did not start the httpx-refresh runner (it exited with "
-                        f"status {status}): is it Node.js 20 or later?",
-                        file=where,
+                        f"{self.executable} did not start the httpx-refresh runner (it exited "
+                        f"with status {status}): is it Node.js 20 or later?",
+                        file=self.where,
                     ) from None
                 raise SpecError(
-                    f"Node.js exited (status {status}) before {name} returned: the method "
-                    "(or a module it loads) ended the process",
-                    file=where,
+                    f"Node.js exited (status {status}) before {self.name} returned: the "
+                    "method (or a module it loads) ended the process",
+                    file=self.where,
                 ) from None
             except anyio.DelimiterNotFound:
                 raise SpecError(
-                    f"{name} sent more than {MAX_MESSAGE // (1024 * 1024)} MiB at once",
-                    file=where,
+                    f"{self.name} sent more than {MAX_MESSAGE // (1024 * 1024)} MiB at once",
+                    file=self.where,
                 ) from None
+            if not line.startswith(b"{"):
+                continue  # the connector's own output on the real stdout
             try:
                 message = json.loads(line)
             except ValueError:
+                continue
+            except RecursionError:
                 raise SpecError(
-                    "Node.js wrote something that is not the runner's protocol on stdout",
-                    file=where,
+                    f"{self.name} returned a value nested too deeply", file=self.where
                 ) from None
-            kind = message.get("t") if isinstance(message, dict) else None
+            if not isinstance(message, dict):
+                continue
+            kind = message.get("t")
             if kind == "hello":
                 started = True
                 continue
+            if message.get("n") != nonce:
+                continue  # not the runner's
             if kind == "result":
                 return message.get("value")
             if kind == "error":
                 # Every field is checked by the runner; a value of the arguments that got
                 # into one anyway (a token as an error's code) is blanked here too.
                 clean = {
-                    key: scrub(value, secrets) if isinstance(value, str) else value
+                    key: scrub(value, self.secrets) if isinstance(value, str) else value
                     for key, value in message.items()
                 }
-                raise _failure(clean, name, where, code_line)
-            if kind == "request" and api is not None:
-                reply = await api(message)
-                reply.update(t="response", id=message.get("id"))
-                try:
-                    await stdin.send((json.dumps(reply) + "\n").encode("utf-8"))
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    continue  # it exited; the next read says how
-                continue
-            raise SpecError(f"unexpected message from the Node.js runner: {kind!r}", file=where)
+                raise _failure(clean, self.name, self.where, self.code_line)
+            if kind == "request" and self.api is not None:
+                group.start_soon(self._answer, message, group)
 
 
 def _line(message: Mapping[str, Any], code_line: int | None) -> int | None:
@@ -380,6 +437,11 @@ def _failure(message: Mapping[str, Any], name: str, where: str, code_line: int |
         return SpecError(
             f"cannot find the module {module!r}: install the connector's packages (npm ci "
             "in the connector folder)",
+            file=where,
+        )
+    if kind == "missing-file":
+        return SpecError(
+            f"cannot find the file {message.get('file')!r} (the method file, or one it imports)",
             file=where,
         )
     if kind == "syntax":

@@ -25,9 +25,16 @@ process.stdout.write = process.stderr.write.bind(process.stderr);
 globalThis.console = new console.Console({ stdout: process.stderr, stderr: process.stderr });
 
 let finished = false;
+let nonce = null; // from the call: marks this runner's lines among whatever reaches stdout
+
+// One protocol line. It starts on a line of its own, in case something wrote to the real
+// stdout (fd 1) without a line break.
+function line(message) {
+  return `\n${JSON.stringify({ ...message, n: nonce })}\n`;
+}
 
 function emit(message) {
-  return new Promise((resolve) => send(`${JSON.stringify(message)}\n`, resolve));
+  return new Promise((resolve) => send(line(message), resolve));
 }
 
 async function finish(message) {
@@ -83,15 +90,28 @@ function describe(error, targets) {
   return info;
 }
 
-// A module name from "Cannot find module 'x'" / "Cannot find package 'x'" (names only).
-function missingModule(error) {
+// What "Cannot find module 'x'" / "Cannot find package 'x'" is about: a package (its
+// name), or a file (its path relative to the connector folder); null for other errors.
+function missingModule(error, root) {
   if (error === null || typeof error !== 'object') return null;
   if (error.code !== 'ERR_MODULE_NOT_FOUND' && error.code !== 'MODULE_NOT_FOUND') return null;
-  const match = /Cannot find (?:package|module) '([^']{1,200})'/.exec(String(error.message));
-  if (!match) return '?';
+  const match = /Cannot find (?:package|module) '([^']{1,400})'/.exec(String(error.message));
+  if (!match) return { kind: 'missing-module', module: '?' };
   let name = match[1];
-  if (path.isAbsolute(name) || name.startsWith('file:')) name = path.basename(name.replace(/^file:\/\//, ''));
-  return name;
+  if (name.startsWith('file:')) name = fileURLToPath(name);
+  if (path.isAbsolute(name)) {
+    const relative = path.relative(root, name);
+    if (relative.includes('node_modules')) {
+      // a package's own file: name the package
+      const parts = relative.split(path.sep);
+      const at = parts.lastIndexOf('node_modules');
+      const scoped = parts[at + 1] && parts[at + 1].startsWith('@');
+      return { kind: 'missing-module', module: parts.slice(at + 1, at + (scoped ? 3 : 2)).join('/') };
+    }
+    return { kind: 'missing-file', file: relative.startsWith('..') ? path.basename(name) : relative };
+  }
+  if (name.startsWith('.')) return { kind: 'missing-file', file: name };
+  return { kind: 'missing-module', module: name };
 }
 
 // The line (and Node's description) of a syntax error in `source`, from `node --check`
@@ -272,8 +292,8 @@ async function run(call) {
     namespace = call.file ? await loadFile(call) : await loadInline(call);
   } catch (error) {
     if (error instanceof SetupError) return finish({ t: 'error', kind: error.kind, ...error.fields });
-    const module = missingModule(error);
-    if (module !== null) return finish({ t: 'error', kind: 'missing-module', module });
+    const missing = missingModule(error, call.root);
+    if (missing !== null) return finish({ t: 'error', ...missing });
     const info = describe(error, targets);
     if (error instanceof SyntaxError) {
       let source = null;
@@ -309,20 +329,19 @@ async function run(call) {
   try {
     value = await fn(args);
   } catch (error) {
-    const module = missingModule(error);
-    if (module !== null) return finish({ t: 'error', kind: 'missing-module', module });
+    const missing = missingModule(error, call.root);
+    if (missing !== null) return finish({ t: 'error', ...missing });
     return finish({ t: 'error', kind: 'thrown', ...describe(error, targets) });
   }
-  let line;
+  let text;
   try {
-    line = JSON.stringify(value === undefined ? { t: 'result' } : { t: 'result', value });
+    text = line(value === undefined ? { t: 'result' } : { t: 'result', value });
   } catch (error) {
     return finish({ t: 'error', kind: 'not-json', type: error && error.constructor ? error.constructor.name : typeof error });
   }
-  if (line === undefined) return finish({ t: 'error', kind: 'not-json', type: typeof value });
   if (finished) return undefined;
   finished = true;
-  send(`${line}\n`, () => process.exit(0));
+  send(text, () => process.exit(0));
   return undefined;
 }
 
@@ -338,6 +357,7 @@ lines.on('line', (text) => {
   const message = JSON.parse(text);
   if (call === null) {
     call = message;
+    nonce = call.nonce;
     run(call).catch((error) => finish({ t: 'error', kind: 'internal', type: String(error && error.name) }));
     return;
   }
