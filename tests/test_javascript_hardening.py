@@ -982,8 +982,16 @@ MODULE_SHAPES = {
 }
 
 
-@pytest.mark.parametrize("shape", sorted(MODULE_SHAPES))
-@pytest.mark.parametrize("package_type", [None, "module", "commonjs"])
+# A CommonJS .js file under "type": "module" is an ES module to Node.js itself (not a case).
+SHAPE_CASES = [
+    (shape, package_type)
+    for shape in sorted(MODULE_SHAPES)
+    for package_type in (None, "module", "commonjs")
+    if not (shape == "cjs-js-file" and package_type == "module")
+]
+
+
+@pytest.mark.parametrize(("shape", "package_type"), SHAPE_CASES)
 def test_relative_imports_top_level_await_and_package_type(
     tmp_path: Path, shape: str, package_type: str | None
 ) -> None:
@@ -992,8 +1000,6 @@ def test_relative_imports_top_level_await_and_package_type(
     no package.json, ``"type": "module"`` or ``"type": "commonjs"`` (what ``npm init``
     writes) in the connector: README, "ES modules and CommonJS both load"."""
     require_node()
-    if shape == "cjs-js-file" and package_type == "module":
-        pytest.skip('a .js file under "type": "module" is an ES module to Node.js itself')
     stub, path, source, expected = MODULE_SHAPES[shape]
     spec = (
         "name: Shapes\nauth:\n  type: client-credentials\n  makeApiClient:\n"
