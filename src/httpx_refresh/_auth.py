@@ -9,18 +9,20 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
 import httpx
 
-from . import _core
+from . import _core, _lib
 from ._apply import Applier, bearer
 from ._credentials import Snapshot, make_snapshot, scrub, secret_values
 from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshError, StoreError
 from ._flight import Flight, FlightControl, RefreshStats, fresh_copy, translate
 from ._invoke import call_async, call_sync, is_async_callable
+from ._lib import LIBRARIES
 from ._retry import RetryPolicy, retry_async, retry_sync
 from ._stores import CredentialStore, Stored, is_store
 
@@ -84,6 +86,12 @@ def _seekable(file: Any) -> bool:
         return False
 
 
+def _is_byte_stream(stream: Any) -> bool:
+    """An in-memory body of httpx or httpx2 (``ByteStream``)."""
+    kind = type(stream)
+    return kind.__name__ == "ByteStream" and kind.__module__.split(".")[0] in LIBRARIES
+
+
 def _rewind_plan(request: httpx.Request) -> _core.Rewind:
     """Tell how to make ``request``'s body sendable again (DESIGN R12).
 
@@ -93,7 +101,7 @@ def _rewind_plan(request: httpx.Request) -> _core.Rewind:
     else (generators, sockets) cannot be replayed.
     """
     stream = request.stream
-    if isinstance(stream, httpx.ByteStream) or "_content" in request.__dict__:
+    if _is_byte_stream(stream) or "_content" in request.__dict__:
         return _always
     fields = getattr(stream, "fields", None)
     if type(stream).__name__ == "MultipartStream" and isinstance(fields, list):
@@ -128,7 +136,7 @@ def _rewind_plan(request: httpx.Request) -> _core.Rewind:
     return _never
 
 
-def _check_origins(origins: Any) -> frozenset[str]:
+def _check_origins(origins: Any, library: ModuleType) -> frozenset[str]:
     if isinstance(origins, (str, bytes)) or not isinstance(origins, Collection):
         raise TypeError(
             f"origins must be a collection of origins such as ['https://api.example.com'], "
@@ -139,8 +147,8 @@ def _check_origins(origins: Any) -> frozenset[str]:
     checked = set()
     for origin in origins:
         try:
-            url = httpx.URL(origin) if isinstance(origin, (str, httpx.URL)) else None
-        except httpx.InvalidURL:
+            url = library.URL(origin) if isinstance(origin, str) or _is_url(origin) else None
+        except library.InvalidURL:
             url = None
         if url is None or url.scheme not in ("http", "https") or not url.host:
             raise ValueError(
@@ -150,8 +158,13 @@ def _check_origins(origins: Any) -> frozenset[str]:
     return frozenset(checked)
 
 
-def _origin(url: httpx.URL | str) -> str:
-    url = httpx.URL(url)
+def _is_url(value: Any) -> bool:
+    """An ``httpx.URL`` or an ``httpx2.URL``."""
+    return type(value).__name__ == "URL" and type(value).__module__.split(".")[0] in LIBRARIES
+
+
+def _origin(url: Any) -> str:
+    """``scheme://host:port`` of an httpx / httpx2 URL (default ports filled in)."""
     port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
     return f"{url.scheme}://{url.host}:{port}"
 
@@ -182,7 +195,7 @@ class _Step:
     token: object = None
 
 
-class RefreshAuth(httpx.Auth):
+class _RefreshAuthBase:
     """An ``httpx.Auth`` that keeps a connection's credentials working.
 
     It attaches the current credentials to each request, refreshes them when they
@@ -250,6 +263,12 @@ class RefreshAuth(httpx.Auth):
     :class:`RequestNotReplayable` when a streaming body cannot be replayed, and
     :class:`StoreError` when a store cannot be locked, read or written during a refresh.
     """
+
+    # The HTTP library of this flavour (httpx or httpx2): its Auth base class is mixed in
+    # by the subclass, and refreshes run with it (see _lib.using).
+    _lib: ModuleType
+    requires_request_body = False
+    requires_response_body = False
 
     def __init__(
         self,
@@ -338,7 +357,7 @@ class RefreshAuth(httpx.Auth):
             self._scope_check = origins
             self._origins = frozenset()  # not None: every request asks _in_scope
         elif origins is not None:
-            self._origins = _check_origins(origins)
+            self._origins = _check_origins(origins, self._lib)
         if buffer_body:
             self.requires_request_body = True
         # A predicate may look at the body (e.g. {"error": "access_token_expired"}).
@@ -417,7 +436,7 @@ class RefreshAuth(httpx.Auth):
         }
         params: set[tuple[str, str]] = set()
         if request.url.query != query_before:  # only then is the query parsed
-            params_before = set(httpx.QueryParams(query_before.decode("ascii")).multi_items())
+            params_before = set(self._lib.QueryParams(query_before.decode("ascii")).multi_items())
             params = {
                 (name, value)
                 for name, value in request.url.params.multi_items()
@@ -571,9 +590,9 @@ class RefreshAuth(httpx.Auth):
 
     # -- httpx.Auth ----------------------------------------------------------------
 
-    def sync_auth_flow(
-        self, request: httpx.Request
-    ) -> Generator[httpx.Request, httpx.Response, None]:
+    # Requests and responses are httpx's or httpx2's (the same interface): typed Any so
+    # that both libraries' Auth base classes accept these methods.
+    def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
         """Drive the core for a sync client (called by httpx)."""
         if self.requires_request_body:
             request.read()
@@ -619,9 +638,7 @@ class RefreshAuth(httpx.Auth):
         finally:
             flow.close()
 
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+    async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
         """Drive the core for an async client (called by httpx)."""
         if self.requires_request_body:
             await request.aread()
@@ -803,6 +820,10 @@ class RefreshAuth(httpx.Auth):
         return self._run_flight_sync(flight, reason)
 
     def _run_flight_sync(self, flight: Flight, reason: str) -> Snapshot:
+        with _lib.using(self._lib):  # built-in refreshers use this flavour's library
+            return self._drive_flight_sync(flight, reason)
+
+    def _drive_flight_sync(self, flight: Flight, reason: str) -> Snapshot:
         steps = self._own_flight(flight, reason)
         step = next(steps)
         while True:
@@ -856,6 +877,10 @@ class RefreshAuth(httpx.Auth):
         return snapshot
 
     async def _run_flight_async(self, flight: Flight, reason: str) -> Snapshot:
+        with _lib.using(self._lib):  # built-in refreshers use this flavour's library
+            return await self._drive_flight_async(flight, reason)
+
+    async def _drive_flight_async(self, flight: Flight, reason: str) -> Snapshot:
         steps = self._own_flight(flight, reason)
         step = next(steps)
         while True:
@@ -1131,3 +1156,40 @@ class RefreshAuth(httpx.Auth):
             (time.perf_counter() - started) * 1000,
             flight.size,
         )
+
+
+_Auth = TypeVar("_Auth", bound=_RefreshAuthBase)
+
+
+def sharing(cls: type[_Auth], auth: _RefreshAuthBase) -> _Auth:
+    """An instance of ``cls`` that *is* ``auth`` under another library's ``Auth`` class.
+
+    Both objects share every piece of state (credentials, single flight, stats, store,
+    hooks), so clients of httpx and of httpx2 using them see one refresh per version.
+    """
+    if not isinstance(auth, _RefreshAuthBase):
+        raise TypeError(f"expected a RefreshAuth, got {type(auth).__name__}")
+    twin = cls.__new__(cls)
+    twin.__dict__ = auth.__dict__
+    return twin
+
+
+class RefreshAuth(_RefreshAuthBase, httpx.Auth):
+    __doc__ = _RefreshAuthBase.__doc__
+    _lib = httpx
+
+    @classmethod
+    def sharing(cls, auth: _RefreshAuthBase) -> RefreshAuth:
+        """This library's view of a RefreshAuth made for the other one (httpx2).
+
+        Args:
+            auth: an ``httpx_refresh.httpx2.RefreshAuth`` (or another ``RefreshAuth``).
+
+        Returns:
+            A ``RefreshAuth`` for httpx clients that shares everything with ``auth``:
+            credentials, the single flight, ``stats``, the store and hooks.
+
+        Raises:
+            TypeError: ``auth`` is not a RefreshAuth.
+        """
+        return sharing(cls, auth)

@@ -15,12 +15,14 @@ import re
 import ssl
 import time
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote_plus
 
 import anyio.to_thread
 import httpx
 
+from . import _lib
 from ._credentials import scrub, secret_values
 from ._exceptions import ReauthorizationRequired, RefreshError
 
@@ -63,7 +65,7 @@ def _buffered(streamed: httpx.Response, body: bytearray) -> httpx.Response:
         for name, value in streamed.headers.multi_items()
         if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
     ]
-    return httpx.Response(
+    return type(streamed)(  # httpx.Response or httpx2.Response, as streamed
         streamed.status_code, headers=headers, content=bytes(body), request=streamed.request
     )
 
@@ -237,22 +239,32 @@ class _TokenGrant:
             retry_after=_retry_after(response) if transient else None,
         )
 
-    def _transport_error(self, exc: httpx.HTTPError) -> RefreshError:
+    def _transport_error(self, exc: Exception, lib: ModuleType) -> RefreshError:
         # The request may have reached the server: if this grant is single-use (a
         # rotating refresh token), trying again within the flight could present a token
         # the server already consumed. Leave it to the next flight.
-        sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+        sent = not isinstance(exc, (lib.ConnectError, lib.ConnectTimeout, lib.PoolTimeout))
         return RefreshError(
             f"token endpoint request failed: {type(exc).__name__}",
             transient=True,
             no_retry=sent and self.grant_type == "refresh_token",
         )
 
-    def _build_ssl_context(self) -> ssl.SSLContext:
+    def _library(self, transport: Any) -> ModuleType:
+        """The HTTP library for the token request: the given transport's, else the one
+        of the client whose request needed this refresh (httpx or httpx2)."""
+        if transport is not None:
+            root = type(transport).__module__.split(".")[0]
+            if root in _lib.LIBRARIES:
+                return _lib.load(root)
+        return _lib.current()
+
+    def _build_ssl_context(self, lib: ModuleType) -> ssl.SSLContext:
         if isinstance(self._verify, ssl.SSLContext):
             return self._verify
-        # Loading the CA bundle takes tens of milliseconds: do it once per refresher.
-        context = httpx.create_ssl_context(verify=self._verify)
+        # Loading the CA bundle takes tens of milliseconds: do it once per refresher
+        # (the context is a standard ssl.SSLContext: either library takes it).
+        context: ssl.SSLContext = lib.create_ssl_context(verify=self._verify)
         self._ssl_context = context
         return context
 
@@ -286,10 +298,11 @@ class _TokenGrant:
         parameters = connector_parameters or {}
         headers, form = self._build(credentials, parameters)
         secrets = self._secrets(credentials, parameters)
+        lib = self._library(self._transport)
         try:
-            verify = self._ssl_context or self._build_ssl_context()
+            verify = self._ssl_context or self._build_ssl_context(lib)
             with (
-                httpx.Client(
+                lib.Client(
                     timeout=self.timeout,
                     follow_redirects=False,
                     verify=verify,
@@ -302,8 +315,8 @@ class _TokenGrant:
                     body += chunk
                     _check_size(body, streamed)
                 response = _buffered(streamed, body)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from None
+        except lib.HTTPError as exc:
+            raise self._transport_error(exc, lib) from None
         return self._parse(response, secrets)
 
     async def acall(
@@ -317,12 +330,13 @@ class _TokenGrant:
         parameters = connector_parameters or {}
         headers, form = self._build(credentials, parameters)
         secrets = self._secrets(credentials, parameters)
+        lib = self._library(self._async_transport)
         try:
             verify = self._ssl_context
             if verify is None:  # build it off the event loop (it reads files)
-                verify = await anyio.to_thread.run_sync(self._build_ssl_context)
+                verify = await anyio.to_thread.run_sync(self._build_ssl_context, lib)
             async with (
-                httpx.AsyncClient(
+                lib.AsyncClient(
                     timeout=self.timeout,
                     follow_redirects=False,
                     verify=verify,
@@ -337,10 +351,10 @@ class _TokenGrant:
                         body += chunk
                         _check_size(body, streamed)
                 finally:  # close the async generator here, not at garbage collection
-                    await chunks.aclose()  # type: ignore[attr-defined]
+                    await chunks.aclose()
                 response = _buffered(streamed, body)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from None
+        except lib.HTTPError as exc:
+            raise self._transport_error(exc, lib) from None
         return self._parse(response, secrets)
 
 
