@@ -7,6 +7,7 @@ import importlib
 import importlib.metadata
 import inspect
 import pathlib
+import types
 from typing import Any
 
 import pytest
@@ -36,8 +37,13 @@ DESIGN_NAMES = {
 
 
 def test_all_equals_the_public_names() -> None:
-    """``__all__`` lists exactly the module's public names, each once."""
-    public = {name for name in vars(httpx_refresh) if not name.startswith("_")}
+    """``__all__`` lists exactly the module's public names, each once (a submodule such
+    as ``httpx2`` appears as an attribute once imported; it is not a name of ``__all__``)."""
+    public = {
+        name
+        for name, value in vars(httpx_refresh).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
     assert len(httpx_refresh.__all__) == len(set(httpx_refresh.__all__))
     assert set(httpx_refresh.__all__) == public
 
@@ -112,7 +118,9 @@ def test_py_typed_is_shipped() -> None:
 
 
 def test_modules_are_private() -> None:
-    """STYLE 1: every module inside the package is private (``_name``)."""
+    """STYLE 1: every module inside the package is private (``_name``), except
+    ``httpx2``, the entry point issue 9 names (``from httpx_refresh.httpx2 import
+    RefreshAuth``), which only re-exports (see the next test)."""
     package_dir = pathlib.Path(httpx_refresh.__file__).parent
     public_modules = sorted(
         path.name
@@ -120,7 +128,20 @@ def test_modules_are_private() -> None:
         if not path.name.startswith("_")
         and (path.suffix == ".py" or (path.is_dir() and (path / "__init__.py").exists()))
     )
-    assert public_modules == []
+    assert public_modules == ["httpx2.py"]
+
+
+def test_httpx2_module_only_re_exports() -> None:
+    """``httpx_refresh.httpx2`` defines nothing itself: its ``__all__`` names objects of
+    private modules, each with a docstring."""
+    pytest.importorskip("httpx2")
+    module = importlib.import_module("httpx_refresh.httpx2")
+    public = {name for name in vars(module) if not name.startswith("_")} - {"annotations"}
+    assert set(module.__all__) == public == {"RefreshAuth"}
+    for name in module.__all__:
+        obj = getattr(module, name)
+        assert obj.__module__.startswith("httpx_refresh._"), name
+        assert obj.__doc__
 
 
 def test_exported_objects_live_in_private_modules() -> None:

@@ -249,3 +249,95 @@ def test_R13_httpx2_origins_and_redirect_guard(run_server: Any) -> None:
         client.get(f"{other}/x")
         client.get(f"{home}/r")
     assert seen == ["Bearer token-1", None, None]
+
+
+SPEC = """
+name: Provider
+auth:
+  type: oauth2
+  getOAuthConfig:
+    type: mapping
+    mapping:
+      clientId: app
+      clientSecret: s3cret
+      authorizeUri: {base}/authorize
+      tokenUri: {base}/token
+  makeApiClient:
+    type: mapping
+    mapping:
+      baseUri: {base}
+      headers:
+        Authorization:
+          $concat: ['Bearer ', {{$var: credentials.access_token}}]
+"""
+
+
+@pytest.mark.anyio
+async def test_connection_clients_of_both_libraries_share_one_refresh(
+    provider: tuple[Provider, str], tmp_path: Any
+) -> None:
+    """A connector connection builds httpx2 clients (``library="httpx2"``) as well as
+    httpx ones; 20 requests from each, rejected together, get exactly one token call, and
+    ``auth_for("httpx2")`` is an ``httpx2.Auth`` sharing the connection's state."""
+    state, base = provider
+    state.release = threading.Event()
+    (tmp_path / "spec.yml").write_text(SPEC.format(base=base))
+    connection = hr.load_connector(tmp_path).connect(
+        credentials={"access_token": "stale", "refresh_token": "rt-0", "tenant": "t1"}
+    )
+    assert isinstance(connection.auth_for("httpx2"), httpx2.Auth)
+    assert connection.auth_for("httpx") is connection.auth
+    statuses: list[int] = []
+    async with (
+        connection.async_client() as one,
+        connection.async_client(library="httpx2") as two,
+    ):
+        assert isinstance(two, httpx2.AsyncClient)
+
+        async def get(client: Any) -> None:
+            statuses.append((await client.get("/api")).status_code)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as group:
+                for _ in range(20):
+                    group.start_soon(get, one)
+                    group.start_soon(get, two)
+                await anyio.to_thread.run_sync(state.hit.wait, 20.0)
+                state.release.set()
+    assert statuses == [200] * 40
+    assert len(state.agents) == 1
+    assert connection.auth.stats.refreshes == 1
+    assert connection.credentials["tenant"] == "t1"
+    with connection.client(library="httpx2") as client:
+        assert isinstance(client, httpx2.Client)
+        assert client.get("/api").status_code == 200
+
+
+def test_connection_client_rate_limit_retry_with_httpx2(run_server: Any, tmp_path: Any) -> None:
+    """The connection's 429 retry wraps an httpx2 transport too: one 429 (Retry-After 0),
+    then the same request succeeds."""
+    calls: list[int] = []
+
+    async def limited(request: Request) -> Response:
+        calls.append(1)
+        if len(calls) == 1:
+            return JSONResponse({}, status_code=429, headers={"Retry-After": "0"})
+        return JSONResponse({"ok": True})
+
+    base = run_server(Starlette(routes=[Route("/api", limited)]))
+    (tmp_path / "spec.yml").write_text(SPEC.format(base=base))
+    connection = hr.load_connector(tmp_path).connect(
+        credentials={"access_token": "good", "refresh_token": "rt-0"}
+    )
+    with connection.client(library="httpx2") as client:
+        response = client.get("/api")
+    assert (response.status_code, len(calls)) == (200, 2)
+
+
+def test_unknown_library_is_a_value_error(provider: tuple[Provider, str], tmp_path: Any) -> None:
+    """``library=`` takes ``"httpx"`` or ``"httpx2"``."""
+    _, base = provider
+    (tmp_path / "spec.yml").write_text(SPEC.format(base=base))
+    connection = hr.load_connector(tmp_path).connect(credentials={"access_token": "a"})
+    with pytest.raises(ValueError, match="httpx, httpx2"):
+        connection.client(library="requests")

@@ -22,7 +22,6 @@ from ._credentials import Snapshot, make_snapshot, scrub, secret_values
 from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshError, StoreError
 from ._flight import Flight, FlightControl, RefreshStats, fresh_copy, translate
 from ._invoke import call_async, call_sync, is_async_callable
-from ._lib import LIBRARIES
 from ._retry import RetryPolicy, retry_async, retry_sync
 from ._stores import CredentialStore, Stored, is_store
 
@@ -86,12 +85,6 @@ def _seekable(file: Any) -> bool:
         return False
 
 
-def _is_byte_stream(stream: Any) -> bool:
-    """An in-memory body of httpx or httpx2 (``ByteStream``)."""
-    kind = type(stream)
-    return kind.__name__ == "ByteStream" and kind.__module__.split(".")[0] in LIBRARIES
-
-
 def _rewind_plan(request: httpx.Request) -> _core.Rewind:
     """Tell how to make ``request``'s body sendable again (DESIGN R12).
 
@@ -101,7 +94,7 @@ def _rewind_plan(request: httpx.Request) -> _core.Rewind:
     else (generators, sockets) cannot be replayed.
     """
     stream = request.stream
-    if _is_byte_stream(stream) or "_content" in request.__dict__:
+    if _lib.is_byte_stream(stream) or "_content" in request.__dict__:
         return _always
     fields = getattr(stream, "fields", None)
     if type(stream).__name__ == "MultipartStream" and isinstance(fields, list):
@@ -147,7 +140,7 @@ def _check_origins(origins: Any, library: ModuleType) -> frozenset[str]:
     checked = set()
     for origin in origins:
         try:
-            url = library.URL(origin) if isinstance(origin, str) or _is_url(origin) else None
+            url = library.URL(origin) if isinstance(origin, str) or _lib.is_url(origin) else None
         except library.InvalidURL:
             url = None
         if url is None or url.scheme not in ("http", "https") or not url.host:
@@ -156,11 +149,6 @@ def _check_origins(origins: Any, library: ModuleType) -> frozenset[str]:
             )
         checked.add(_origin(url))
     return frozenset(checked)
-
-
-def _is_url(value: Any) -> bool:
-    """An ``httpx.URL`` or an ``httpx2.URL``."""
-    return type(value).__name__ == "URL" and type(value).__module__.split(".")[0] in LIBRARIES
 
 
 def _origin(url: Any) -> str:
@@ -193,6 +181,9 @@ class _Step:
     credentials: dict[str, Any] | None = None
     expected: int | None = None
     token: object = None
+
+
+_Auth = TypeVar("_Auth", bound="_RefreshAuthBase")
 
 
 class _RefreshAuthBase:
@@ -564,6 +555,31 @@ class _RefreshAuthBase:
     def _declare_dead(self, error: ReauthorizationRequired) -> None:
         """Make every later request fail fast with ``error`` until :meth:`update_credentials`."""
         self._control.declare_dead(error)
+
+    @classmethod
+    def sharing(cls: type[_Auth], auth: Any) -> _Auth:
+        """This class's view of a RefreshAuth made for the other library.
+
+        ``httpx_refresh.httpx2.RefreshAuth.sharing(auth)`` gives httpx2 clients the
+        ``RefreshAuth`` that httpx clients use (and ``httpx_refresh.RefreshAuth.sharing``
+        the other way round). Both objects share every piece of state: credentials, the
+        single flight, ``stats``, the store and hooks, so clients of both libraries see
+        one refresh per version.
+
+        Args:
+            auth: a RefreshAuth of either library.
+
+        Returns:
+            A RefreshAuth of this class.
+
+        Raises:
+            TypeError: ``auth`` is not a RefreshAuth.
+        """
+        if not isinstance(auth, _RefreshAuthBase):
+            raise TypeError(f"expected a RefreshAuth, got {type(auth).__name__}")
+        twin = cls.__new__(cls)
+        twin.__dict__ = auth.__dict__
+        return twin
 
     def refresh(self) -> Mapping[str, Any]:
         """Force a refresh now, from sync code (single-flight like any other).
@@ -1158,38 +1174,15 @@ class _RefreshAuthBase:
         )
 
 
-_Auth = TypeVar("_Auth", bound=_RefreshAuthBase)
-
-
-def sharing(cls: type[_Auth], auth: _RefreshAuthBase) -> _Auth:
-    """An instance of ``cls`` that *is* ``auth`` under another library's ``Auth`` class.
-
-    Both objects share every piece of state (credentials, single flight, stats, store,
-    hooks), so clients of httpx and of httpx2 using them see one refresh per version.
-    """
-    if not isinstance(auth, _RefreshAuthBase):
-        raise TypeError(f"expected a RefreshAuth, got {type(auth).__name__}")
-    twin = cls.__new__(cls)
-    twin.__dict__ = auth.__dict__
-    return twin
-
-
 class RefreshAuth(_RefreshAuthBase, httpx.Auth):
     __doc__ = _RefreshAuthBase.__doc__
     _lib = httpx
 
-    @classmethod
-    def sharing(cls, auth: _RefreshAuthBase) -> RefreshAuth:
-        """This library's view of a RefreshAuth made for the other one (httpx2).
 
-        Args:
-            auth: an ``httpx_refresh.httpx2.RefreshAuth`` (or another ``RefreshAuth``).
+def auth_class(library: ModuleType) -> type[_RefreshAuthBase]:
+    """The ``RefreshAuth`` class for ``library`` (httpx or httpx2)."""
+    if _lib.name_of(library) == "httpx2":
+        from ._httpx2 import RefreshAuth as RefreshAuth2
 
-        Returns:
-            A ``RefreshAuth`` for httpx clients that shares everything with ``auth``:
-            credentials, the single flight, ``stats``, the store and hooks.
-
-        Raises:
-            TypeError: ``auth`` is not a RefreshAuth.
-        """
-        return sharing(cls, auth)
+        return RefreshAuth2
+    return RefreshAuth

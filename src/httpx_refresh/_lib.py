@@ -15,7 +15,16 @@ import importlib
 from collections.abc import Iterator
 from types import ModuleType
 
-__all__ = ["LIBRARIES", "current", "default", "load", "name_of", "using"]
+__all__ = [
+    "LIBRARIES",
+    "current",
+    "default",
+    "is_byte_stream",
+    "is_url",
+    "load",
+    "name_of",
+    "using",
+]
 
 LIBRARIES = ("httpx", "httpx2")
 
@@ -59,6 +68,21 @@ def current() -> ModuleType:
     """The library of the refresh running in this context, else :func:`default`."""
     library = _current.get()
     return library if library is not None else default()
+
+
+def _ours(value: object, name: str) -> bool:
+    kind = type(value)
+    return kind.__name__ == name and kind.__module__.split(".")[0] in LIBRARIES
+
+
+def is_url(value: object) -> bool:
+    """An ``httpx.URL`` or an ``httpx2.URL``."""
+    return _ours(value, "URL")
+
+
+def is_byte_stream(stream: object) -> bool:
+    """An in-memory request body of httpx or httpx2 (``ByteStream``)."""
+    return _ours(stream, "ByteStream")
 
 
 def name_of(library: ModuleType) -> str:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
+from typing import Any
 
-import httpx
+from ._lib import LIBRARIES, is_url
 
 __all__ = ["redact_query_names"]
 
@@ -30,8 +31,8 @@ class _QueryRedactor(logging.Filter):
         return True
 
     @staticmethod
-    def _clean(arg: object, names: frozenset[str]) -> object:
-        if isinstance(arg, httpx.URL) and arg.query:
+    def _clean(arg: Any, names: frozenset[str]) -> Any:
+        if is_url(arg) and arg.query:
             for name in names.intersection(arg.params.keys()):
                 arg = arg.copy_set_param(name, "[redacted]")
         return arg
@@ -51,5 +52,6 @@ def redact_query_names(names: Iterable[str]) -> None:
     with _lock:
         _redactor.names = _redactor.names | new
         if not _installed:
-            logging.getLogger("httpx").addFilter(_redactor)
+            for logger in LIBRARIES:  # httpx and httpx2 log request URLs the same way
+                logging.getLogger(logger).addFilter(_redactor)
             _installed = True

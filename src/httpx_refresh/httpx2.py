@@ -19,29 +19,6 @@ Everything else (refreshers, stores, errors, connectors) comes from ``httpx_refr
 
 from __future__ import annotations
 
-import httpx2
-
-from ._auth import _RefreshAuthBase, sharing
+from ._httpx2 import RefreshAuth
 
 __all__ = ["RefreshAuth"]
-
-
-class RefreshAuth(_RefreshAuthBase, httpx2.Auth):
-    __doc__ = (_RefreshAuthBase.__doc__ or "").replace("``httpx.", "``httpx2.")
-    _lib = httpx2
-
-    @classmethod
-    def sharing(cls, auth: _RefreshAuthBase) -> RefreshAuth:
-        """httpx2's view of a ``httpx_refresh.RefreshAuth``.
-
-        Args:
-            auth: a ``RefreshAuth`` made for httpx (or for httpx2).
-
-        Returns:
-            A ``RefreshAuth`` for httpx2 clients that shares everything with ``auth``:
-            credentials, the single flight, ``stats``, the store and hooks.
-
-        Raises:
-            TypeError: ``auth`` is not a RefreshAuth.
-        """
-        return sharing(cls, auth)

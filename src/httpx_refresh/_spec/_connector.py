@@ -9,13 +9,15 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from types import ModuleType
 from typing import Any, Final, Literal
 
 import anyio
 import anyio.to_thread
 import httpx
 
-from .._auth import RefreshAuth
+from .. import _lib
+from .._auth import RefreshAuth, auth_class
 from .._exceptions import ReauthorizationRequired, SpecError, StoreError
 from .._invoke import call_async, call_sync
 from .._oauth2 import OAuth2Refresh
@@ -302,15 +304,27 @@ def _require(schema: Mapping[str, Any] | None, given: Mapping[str, Any], what: s
         raise ValueError(f"missing required {what}: {', '.join(missing)}")
 
 
-class _StaticAuth(httpx.Auth):
+class _StaticAuthBase:
     """Puts one evaluated ``makeApiClient`` onto requests to its origin (no refresh)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    def auth_flow(self, request: httpx.Request) -> Any:
+    def auth_flow(self, request: Any) -> Any:
         _write(self._settings, request)
         yield request
+
+
+_STATIC_AUTH: dict[str, type[Any]] = {}
+
+
+def _static_auth(lib: ModuleType, settings: Settings) -> Any:
+    """A ``_StaticAuth`` that ``lib``'s clients accept (its ``Auth`` as the base)."""
+    name = _lib.name_of(lib)
+    cls = _STATIC_AUTH.get(name)
+    if cls is None:
+        cls = _STATIC_AUTH[name] = type("_StaticAuth", (_StaticAuthBase, lib.Auth), {})
+    return cls(settings)
 
 
 def _write(settings: Settings, request: httpx.Request, *, anywhere: bool = False) -> bool:
@@ -585,8 +599,8 @@ class Connection:
         """``baseUri`` evaluated with the current credentials, or ``None``."""
         return self._apply.settings(self.auth.credentials).base_uri
 
-    def client(self, **httpx_kwargs: Any) -> httpx.Client:
-        """An ``httpx.Client`` for this connection.
+    def client(self, library: str | None = None, **httpx_kwargs: Any) -> httpx.Client:
+        """An ``httpx.Client`` (or ``httpx2.Client``) for this connection.
 
         Its ``base_url`` is ``baseUri``; ``auth`` is :attr:`auth` (headers, query and basic
         auth from ``makeApiClient``, re-evaluated for each credentials version, sent only to
@@ -596,6 +610,9 @@ class Connection:
         retried (``rate_limit_retry``).
 
         Args:
+            library: ``"httpx"`` or ``"httpx2"``: which library's client to build; default
+                the library of :attr:`auth`. Clients of both libraries share one
+                RefreshAuth state (one refresh per version between them).
             **httpx_kwargs: passed to ``httpx.Client`` (``timeout``, ``base_url`` to
                 override, ``event_hooks`` added after ours, ``transport`` wrapped, ...).
 
@@ -604,21 +621,41 @@ class Connection:
 
         Raises:
             TypeError: ``auth`` was passed.
+            ValueError: ``library`` is not ``"httpx"`` or ``"httpx2"``.
+            ImportError: that library is not installed.
             SpecError: ``baseUri`` evaluated to something that is not a URL.
         """
-        return httpx.Client(**self._client_kwargs(httpx_kwargs, is_async=False))
+        lib = self._library(library)
+        return lib.Client(**self._client_kwargs(httpx_kwargs, is_async=False, lib=lib))  # type: ignore[no-any-return]
 
-    def async_client(self, **httpx_kwargs: Any) -> httpx.AsyncClient:
-        """An ``httpx.AsyncClient`` for this connection; see :meth:`client`.
+    def async_client(self, library: str | None = None, **httpx_kwargs: Any) -> httpx.AsyncClient:
+        """An ``httpx.AsyncClient`` (or ``httpx2.AsyncClient``) for this connection; see
+        :meth:`client`.
 
         Returns:
             A new client; close it (``async with connection.async_client() as client``).
 
         Raises:
             TypeError: ``auth`` was passed.
+            ValueError: ``library`` is not ``"httpx"`` or ``"httpx2"``.
+            ImportError: that library is not installed.
             SpecError: ``baseUri`` evaluated to something that is not a URL.
         """
-        return httpx.AsyncClient(**self._client_kwargs(httpx_kwargs, is_async=True))
+        lib = self._library(library)
+        return lib.AsyncClient(**self._client_kwargs(httpx_kwargs, is_async=True, lib=lib))  # type: ignore[no-any-return]
+
+    def auth_for(self, library: str) -> Any:
+        """:attr:`auth` as the ``Auth`` of ``library`` (``"httpx"`` or ``"httpx2"``).
+
+        Returns:
+            :attr:`auth` itself, or its view for the other library (``sharing``): the same
+            credentials, single flight, stats and store.
+
+        Raises:
+            ValueError: ``library`` is not ``"httpx"`` or ``"httpx2"``.
+            ImportError: that library is not installed.
+        """
+        return self._auth_for(self._library(library))
 
     def test(self) -> bool:
         """Run the spec's ``test`` method through this connection (refreshing as needed).
@@ -714,7 +751,17 @@ class Connection:
         async with self.async_client() as client:
             return await function.function(**self._python_kwargs(method, client))
 
-    def _client_kwargs(self, httpx_kwargs: dict[str, Any], *, is_async: bool) -> dict[str, Any]:
+    def _library(self, name: str | None) -> ModuleType:
+        return self.auth._lib if name is None else _lib.load(name)
+
+    def _auth_for(self, lib: ModuleType) -> Any:
+        if lib is self.auth._lib:
+            return self.auth
+        return auth_class(lib).sharing(self.auth)
+
+    def _client_kwargs(
+        self, httpx_kwargs: dict[str, Any], *, is_async: bool, lib: ModuleType
+    ) -> dict[str, Any]:
         """The constructor arguments of :meth:`client` / :meth:`async_client`."""
         kwargs = dict(httpx_kwargs)
         if "auth" in kwargs:
@@ -726,7 +773,7 @@ class Connection:
                 kwargs["base_url"] = base
         options = {k: kwargs[k] for k in _TRANSPORT_OPTIONS if k in kwargs}
         inner: Any = kwargs.pop("transport", None) or (
-            httpx.AsyncHTTPTransport(**options) if is_async else httpx.HTTPTransport(**options)
+            lib.AsyncHTTPTransport(**options) if is_async else lib.HTTPTransport(**options)
         )
         if self._rate_limit.attempts > 1:
             wrapper = AsyncRateLimitTransport if is_async else RateLimitTransport
@@ -736,10 +783,11 @@ class Connection:
         defunct = (
             [self._acheck_defunct if is_async else self._check_defunct] if self._defunct else []
         )
-        guard = self.auth.aredirect_guard if is_async else self.auth.redirect_guard
+        auth = self._auth_for(lib)
+        guard = auth.aredirect_guard if is_async else auth.redirect_guard
         return {
             **kwargs,
-            "auth": self.auth,
+            "auth": auth,
             "transport": inner,
             "event_hooks": {
                 "request": [guard, *hooks.get("request", [])],
@@ -790,11 +838,15 @@ class Connection:
 
     def _plain_client(self, credentials: Mapping[str, Any]) -> httpx.Client:
         settings = self._apply.settings(credentials)
-        return httpx.Client(base_url=settings.base_uri or "", auth=_StaticAuth(settings))
+        lib = _lib.current()  # the library of the client whose request needed this
+        return lib.Client(base_url=settings.base_uri or "", auth=_static_auth(lib, settings))  # type: ignore[no-any-return]
 
     def _plain_async_client(self, credentials: Mapping[str, Any]) -> httpx.AsyncClient:
         settings = self._apply.settings(credentials)
-        return httpx.AsyncClient(base_url=settings.base_uri or "", auth=_StaticAuth(settings))
+        lib = _lib.current()
+        return lib.AsyncClient(  # type: ignore[no-any-return]
+            base_url=settings.base_uri or "", auth=_static_auth(lib, settings)
+        )
 
     def _run_sync(
         self, method: Method, credentials: Mapping[str, Any], **more: Any

@@ -17,6 +17,7 @@ import anyio
 import httpx
 import tenacity
 
+from .._lib import is_byte_stream
 from .._oauth2 import _retry_after
 from .._retry import RetryPolicy, _Wait
 
@@ -38,7 +39,7 @@ class _RateLimited(Exception):
 
 
 def _resendable(request: httpx.Request) -> bool:
-    return isinstance(request.stream, httpx.ByteStream) or "_content" in request.__dict__
+    return is_byte_stream(request.stream) or "_content" in request.__dict__
 
 
 def _log(retry_state: tenacity.RetryCallState) -> None:
@@ -86,8 +87,8 @@ class _Policy:
         return self.read_all or response.status_code == 429
 
 
-class RateLimitTransport(httpx.BaseTransport):
-    """Wraps a sync transport; see the module docstring.
+class RateLimitTransport:
+    """Wraps a sync transport of httpx or httpx2; see the module docstring.
 
     Args:
         inner: the transport that sends.
@@ -138,9 +139,17 @@ class RateLimitTransport(httpx.BaseTransport):
     def close(self) -> None:
         self._inner.close()
 
+    def __enter__(self) -> RateLimitTransport:
+        self._inner.__enter__()
+        return self
 
-class AsyncRateLimitTransport(httpx.AsyncBaseTransport):
-    """Wraps an async transport; see :class:`RateLimitTransport`. Sleeps with ``anyio.sleep``."""
+    def __exit__(self, *exc_info: Any) -> None:
+        self._inner.__exit__(*exc_info)
+
+
+class AsyncRateLimitTransport:
+    """Wraps an async transport of httpx or httpx2; see :class:`RateLimitTransport`.
+    Sleeps with ``anyio.sleep``."""
 
     def __init__(
         self,
@@ -182,3 +191,10 @@ class AsyncRateLimitTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+    async def __aenter__(self) -> AsyncRateLimitTransport:
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._inner.__aexit__(*exc_info)
