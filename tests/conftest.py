@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
+if os.environ.get("HTTPX_REFRESH_TEST_LIBRARY") == "httpx2":
+    # The whole suite against httpx2: every `import httpx` (tests and library alike)
+    # resolves to httpx2 from here on (httpx2's own alias_httpx; it refuses if httpx was
+    # imported before). The side-by-side tests of both libraries are test_httpx2.py.
+    import httpx2
+
+    httpx2.alias_httpx()
+
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any

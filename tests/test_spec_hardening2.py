@@ -461,7 +461,7 @@ def test_R13_guard_never_strips_headers_and_params_that_merely_contain_a_short_v
     assert dict(url.params) == {"page": "2", "limit": "25"}
     assert hop.get("host") == "files2.example.net"
     assert hop.get("content-length") == str(len(body))
-    assert hop.get("user-agent") == f"python-httpx/{httpx.__version__}"
+    assert hop.get("user-agent") == f"python-{httpx.__name__}/{httpx.__version__}"
     assert "x-api-version" not in hop
     assert "authorization" not in hop
 
@@ -1212,7 +1212,7 @@ def test_C22_credential_query_params_redacted_in_httpx_log(
     )
     plain = hr.RefreshAuth({"access_token": token}, lambda **_: {}, apply=hr.query_param("tok2"))
     script = Script(lambda r, i: httpx.Response(200))
-    caplog.set_level(logging.INFO, logger="httpx")
+    caplog.set_level(logging.INFO, logger=httpx.__name__)
     with connection.client(transport=httpx.MockTransport(script)) as client:
         client.get("/items", params={"page": "2", "sort": "api_key"})
     with httpx.Client(auth=plain, transport=httpx.MockTransport(script)) as client:
@@ -1221,7 +1221,7 @@ def test_C22_credential_query_params_redacted_in_httpx_log(
         api_key,
         token,
     ]
-    lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    lines = [r.getMessage() for r in caplog.records if r.name == httpx.__name__]
     assert len(lines) == 2
     assert "api_key=%5Bredacted%5D" in lines[0]
     assert "page=2" in lines[0]
@@ -1240,13 +1240,13 @@ def test_C22_httpx_log_filter_tolerates_any_record_args(
     nothing to do with as they are: ``args`` a dict, ``None``, empty, or a tuple of strings
     (a URL string is not parsed)."""
     hr.query_param("api_key")  # makes sure the filter is installed, with a name
-    logger = logging.getLogger("httpx")
-    caplog.set_level(logging.INFO, logger="httpx")
+    logger = logging.getLogger(httpx.__name__)
+    caplog.set_level(logging.INFO, logger=httpx.__name__)
     if args == "dict":
         logger.info("value %(a)s and %(b)s", {"a": 1, "b": "api_key=x"})
         expected = "value 1 and api_key=x"
     elif args == "none":
-        record = logger.makeRecord("httpx", logging.INFO, __file__, 1, "no args", None, None)
+        record = logger.makeRecord(httpx.__name__, logging.INFO, __file__, 1, "no args", None, None)
         logger.handle(record)
         expected = "no args"
     elif args == "empty":
@@ -1255,4 +1255,4 @@ def test_C22_httpx_log_filter_tolerates_any_record_args(
     else:
         logger.info("HTTP Request: %s", "https://h.example/?api_key=y")
         expected = "HTTP Request: https://h.example/?api_key=y"
-    assert [r.getMessage() for r in caplog.records if r.name == "httpx"] == [expected]
+    assert [r.getMessage() for r in caplog.records if r.name == httpx.__name__] == [expected]
