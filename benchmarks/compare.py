@@ -45,6 +45,11 @@ call (and no failure) per storm / expired / rotation / trio cell, and a fresh-pa
 <= 1.05 against ``static`` through MockTransport (sequential); or if a check fails.
 
 Run: ``python benchmarks/compare.py`` (``--help`` for options).
+
+``--library httpx2`` runs everything on httpx2 instead: httpx_refresh through its own
+``httpx_refresh.httpx2.RefreshAuth`` and ``httpx2.AsyncClient``; the static header, the
+naive strategy and the peers (which only speak httpx) under httpx2's ``alias_httpx()``,
+which is how they run with httpx2 today. Results go to ``results/compare-httpx2.*``.
 """
 
 from __future__ import annotations
@@ -63,12 +68,32 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import anyio
-import anyio.lowlevel
-import httpx
+# --library httpx2 has to act before anything imports httpx: the peers import it.
+LIBRARY = (
+    "httpx2"
+    if any(
+        arg == "--library=httpx2"
+        or (arg == "--library" and index + 1 < len(sys.argv) and sys.argv[index + 1] == "httpx2")
+        for index, arg in enumerate(sys.argv)
+    )
+    else "httpx"
+)
+if LIBRARY == "httpx2":
+    import httpx2
 
-import httpx_refresh as hr
-from httpx_refresh._demo import DemoProvider, connect_grant
+    httpx2.alias_httpx()  # `import httpx` is httpx2 from here on (peers included)
+
+import anyio  # noqa: E402 - after the alias above
+import anyio.lowlevel  # noqa: E402
+import httpx  # noqa: E402
+
+import httpx_refresh as hr  # noqa: E402
+from httpx_refresh._demo import DemoProvider, connect_grant  # noqa: E402
+
+if LIBRARY == "httpx2":
+    from httpx_refresh.httpx2 import RefreshAuth as RefreshAuthClass
+else:
+    RefreshAuthClass = hr.RefreshAuth
 
 STRATEGIES = ("static", "naive", "authlib", "httpx_auth", "httpx_refresh")
 SCENARIOS = ("storm", "expired", "rotation", "steady", "body_replay", "trio")
@@ -282,7 +307,7 @@ async def make_handle(
         handle.grant_type = "client_credentials"
         return handle
     if strategy == "httpx_refresh":
-        auth_hr = hr.RefreshAuth(
+        auth_hr = RefreshAuthClass(
             credentials,
             hr.OAuth2Refresh(
                 env.token_url, client_id=env.provider.client_id, client_secret=CLIENT_SECRET
@@ -737,9 +762,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path(__file__).resolve().parent / "results" / "compare.json",
+        default=Path(__file__).resolve().parent
+        / "results"
+        / ("compare.json" if LIBRARY == "httpx" else "compare-httpx2.json"),
         help="JSON output; the PNG plot is written next to it (default: "
-        "benchmarks/results/compare.json)",
+        "benchmarks/results/compare.json, or compare-httpx2.json with --library httpx2)",
+    )
+    parser.add_argument(
+        "--library",
+        choices=("httpx", "httpx2"),
+        default="httpx",
+        help="the HTTP library of every strategy (httpx2: see the module docstring); "
+        "give it on the command line",
     )
     parser.add_argument(
         "--quick",
@@ -772,6 +806,11 @@ def main(argv: list[str] | None = None) -> int:
         "timing is not a test); it is still measured and printed",
     )
     args = parser.parse_args(argv)
+    if args.library != LIBRARY:
+        parser.error(
+            "--library httpx2 only works from the command line (httpx must be aliased "
+            "before it is imported)"
+        )
 
     run_started = time.perf_counter()
     cells: list[Cell] = []
@@ -793,7 +832,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n## Body replay after a 401 ({BODY_BYTES:,}-byte POST /api/echo)\n")
     print(body_table(bodies))
     print(
-        f"\nToken endpoint latency {args.token_latency * 1000:g} ms; fresh grant per cell; "
+        f"\nLibrary {LIBRARY} ({httpx.__name__} {httpx.__version__}). "
+        f"Token endpoint latency {args.token_latency * 1000:g} ms; fresh grant per cell; "
         "httpx_auth uses the client_credentials grant (it cannot take an existing refresh "
         "token); the provider rotates refresh tokens and revokes the grant when a used one "
         f"comes back. Run time {runtime:.1f} s."
@@ -806,6 +846,7 @@ def main(argv: list[str] | None = None) -> int:
     plot(cells, png)
     document = {
         "benchmark": "compare",
+        "library": LIBRARY,
         "strategies": list(STRATEGIES),
         "scenarios": list(SCENARIOS),
         "token_latency_s": args.token_latency,
@@ -839,7 +880,8 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("httpx", "httpx-refresh", "authlib", "httpx-auth", "matplotlib", "trio"):
+    names = ("httpx", "httpx2", "httpx-refresh", "authlib", "httpx-auth", "matplotlib", "trio")
+    for name in names:
         try:
             found[name] = version(name)
         except PackageNotFoundError:

@@ -341,3 +341,52 @@ def test_unknown_library_is_a_value_error(provider: tuple[Provider, str], tmp_pa
     connection = hr.load_connector(tmp_path).connect(credentials={"access_token": "a"})
     with pytest.raises(ValueError, match="httpx, httpx2"):
         connection.client(library="requests")
+
+
+def test_demo_runs_on_httpx2() -> None:
+    """``httpx-refresh demo --library httpx2``: httpx2 clients, the httpx2 RefreshAuth and
+    httpx2 token requests; the run passes its own checks (exit 0)."""
+    import io
+
+    from httpx_refresh._demo import DemoOptions, run_demo
+
+    out = io.StringIO()
+    options = DemoOptions(requests=300, concurrency=30, library="httpx2", progress=False)
+    assert run_demo(options, out=out, err=io.StringIO()) == 0
+    report = out.getvalue()
+    assert "2 httpx2.AsyncClients sharing one RefreshAuth" in report
+    assert "OK: 300 requests" in report
+
+
+def test_compare_benchmark_runs_on_httpx2(tmp_path: Any) -> None:
+    """``benchmarks/compare.py --library httpx2 --quick``: every strategy runs on httpx2
+    (httpx_refresh through httpx_refresh.httpx2) and httpx_refresh meets its count
+    targets (exit 0; timing is not a test: --no-cost-target)."""
+    import json
+    import pathlib
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "compare.py"
+    out = tmp_path / "compare-httpx2.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            *("--library", "httpx2", "--quick", "--no-cost-target", "--out", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    document = json.loads(out.read_text())
+    assert document["library"] == "httpx2"
+    storms = [
+        cell
+        for cell in document["cells"]
+        if cell["strategy"] == "httpx_refresh" and cell["scenario"] == "storm"
+    ]
+    assert storms
+    assert all(cell["token_calls"] == 1 and cell["failures"] == 0 for cell in storms)

@@ -77,6 +77,13 @@ def _demo_command(args: argparse.Namespace) -> int:
     if not args.sync and args.backend == "trio" and importlib.util.find_spec("trio") is None:
         print("httpx-refresh demo: --backend trio needs trio: pip install trio", file=sys.stderr)
         return 2
+    if args.library is not None and importlib.util.find_spec(args.library) is None:
+        print(
+            f"httpx-refresh demo: --library {args.library} is not installed: "
+            f"pip install 'httpx-refresh[{args.library}]'",
+            file=sys.stderr,
+        )
+        return 2
     options = _demo.DemoOptions(
         requests=args.requests,
         concurrency=args.concurrency,
@@ -87,6 +94,7 @@ def _demo_command(args: argparse.Namespace) -> int:
         reject_refreshes=args.reject_refreshes,
         progress=not args.no_progress and sys.stderr.isatty(),
         clients=args.clients,
+        library=args.library,
     )
     try:
         return _demo.run_demo(options)
@@ -152,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("asyncio", "trio"),
         default="asyncio",
         help="event loop of the async run (default asyncio)",
+    )
+    demo.add_argument(
+        "--library",
+        choices=("httpx", "httpx2"),
+        default=None,
+        help="HTTP library of the clients, the RefreshAuth and the token requests "
+        "(default httpx, or httpx2 when only it is installed)",
     )
     demo.add_argument(
         "--serve",

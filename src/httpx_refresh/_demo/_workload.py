@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 import anyio
 import httpx
 
-from .._auth import RefreshAuth
+from .. import _lib
+from .._auth import RefreshAuth, auth_class
 from .._oauth2 import OAuth2Refresh
 
 if TYPE_CHECKING:
@@ -177,6 +178,8 @@ class DemoOptions:
         clients: async only: how many ``httpx.AsyncClient`` share the one ``RefreshAuth``,
             the connections split evenly between their pools; default: one per
             ``CONNECTIONS_PER_CLIENT`` connections.
+        library: ``"httpx"`` or ``"httpx2"``: the HTTP library of the clients (and of the
+            ``RefreshAuth`` flavour and the token requests); ``None``: httpx if installed.
     """
 
     requests: int = 2000
@@ -188,6 +191,7 @@ class DemoOptions:
     reject_refreshes: bool = False
     progress: bool = True
     clients: int | None = None
+    library: str | None = None
 
     def client_count(self) -> int:
         """How many clients share the ``RefreshAuth``: always 1 with ``sync``."""
@@ -421,24 +425,24 @@ class _Run:
             self.err.flush()
 
 
-async def _drive_async(run: _Run, url: str, auth: RefreshAuth) -> None:
+async def _drive_async(run: _Run, url: str, auth: Any, http: Any) -> None:
     concurrency = run.options.concurrency
     shards = _shards(concurrency, run.options.client_count())
     finished = anyio.Event()
     async with contextlib.AsyncExitStack() as stack:
         clients = [
             await stack.enter_async_context(
-                httpx.AsyncClient(
+                http.AsyncClient(
                     base_url=url,
                     auth=auth,
-                    limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                    limits=http.Limits(max_connections=size, max_keepalive_connections=size),
                     timeout=REQUEST_TIMEOUT,
                 )
             )
             for size in shards
         ]
         admin = await stack.enter_async_context(
-            httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT)
+            http.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT)
         )
 
         async def revoke() -> None:
@@ -451,7 +455,7 @@ async def _drive_async(run: _Run, url: str, auth: RefreshAuth) -> None:
             try:
                 response = await admin.post("/admin/revoke", data=_demo_client_form(run))
                 response.raise_for_status()
-            except httpx.HTTPError as exc:
+            except http.HTTPError as exc:
                 run.note_failure(f"revocation: {_describe(exc)}")
 
         async def ticker() -> None:
@@ -491,13 +495,13 @@ def _shards(concurrency: int, clients: int) -> list[int]:
     return [concurrency // clients + (n < concurrency % clients) for n in range(clients)]
 
 
-def _drive_sync(run: _Run, url: str, auth: RefreshAuth) -> None:
+def _drive_sync(run: _Run, url: str, auth: Any, http: Any) -> None:
     concurrency = run.options.concurrency
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = http.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     finished = threading.Event()
     with (
-        httpx.Client(base_url=url, auth=auth, limits=limits, timeout=REQUEST_TIMEOUT) as client,
-        httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT) as admin,
+        http.Client(base_url=url, auth=auth, limits=limits, timeout=REQUEST_TIMEOUT) as client,
+        http.Client(base_url=url, timeout=REQUEST_TIMEOUT) as admin,
     ):
 
         def revoke() -> None:
@@ -508,7 +512,7 @@ def _drive_sync(run: _Run, url: str, auth: RefreshAuth) -> None:
             try:
                 response = admin.post("/admin/revoke", data=_demo_client_form(run))
                 response.raise_for_status()
-            except httpx.HTTPError as exc:
+            except http.HTTPError as exc:
                 run.note_failure(f"revocation: {_describe(exc)}")
 
         def ticker() -> None:
@@ -584,14 +588,16 @@ def run_demo(
     leeway = default_leeway()
     interval = refresh_interval(options.ttl, leeway)
     schedule = plan_schedule(options.requests, options.ttl, interval)
+    http = _lib.default() if options.library is None else _lib.load(options.library)
+    name = _lib.name_of(http)
     if options.sync:
-        label = f"sync, {options.concurrency} threads sharing one httpx.Client"
+        label = f"sync, {options.concurrency} threads sharing one {name}.Client"
     else:
         clients = options.client_count()
         label = f"async ({options.backend}), " + (
-            "one httpx.AsyncClient"
+            f"one {name}.AsyncClient"
             if clients == 1
-            else f"{clients} httpx.AsyncClients sharing one RefreshAuth"
+            else f"{clients} {name}.AsyncClients sharing one RefreshAuth"
         )
     provider = DemoProvider(
         ttl=options.ttl,
@@ -603,7 +609,7 @@ def run_demo(
         grant = connect_grant(url, client_id=client_id, client_secret=client_secret)
         granted = time.perf_counter()
         base = provider.counters()
-        auth = RefreshAuth(
+        auth = auth_class(http)(
             grant,
             OAuth2Refresh(f"{url}/token", client_id=client_id, client_secret=client_secret),
         )
@@ -612,9 +618,9 @@ def run_demo(
         run.start = time.perf_counter()
         try:
             if options.sync:
-                _drive_sync(run, url, auth)
+                _drive_sync(run, url, auth, http)
             else:
-                anyio.run(_drive_async, run, url, auth, backend=options.backend)
+                anyio.run(_drive_async, run, url, auth, http, backend=options.backend)
         finally:
             run.end_progress()
         ended = time.perf_counter()
