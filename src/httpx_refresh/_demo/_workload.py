@@ -724,7 +724,12 @@ def serve_forever(
         )
         out.flush()
         with contextlib.suppress(KeyboardInterrupt, _Stop):
-            threading.Event().wait()
+            # Wake up twice a second: a SIGINT that the kernel delivers to another thread
+            # (uvicorn's) only sets Python's flag, and a wait without a timeout would never
+            # return to run the handler (seen as a hung Ctrl-C under load).
+            never = threading.Event()
+            while not never.wait(0.5):
+                pass
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
