@@ -806,6 +806,13 @@ def main(argv: list[str] | None = None) -> int:
         "timing is not a test); it is still measured and printed",
     )
     args = parser.parse_args(argv)
+    missing = [
+        name
+        for name, module in (("authlib", AsyncOAuth2Client), ("httpx-auth", httpx_auth))
+        if module is None
+    ]
+    if missing:
+        parser.error(f"{' and '.join(missing)} not installed: pip install 'httpx-refresh[bench]'")
     if args.library != LIBRARY:
         parser.error(
             "--library httpx2 only works from the command line (httpx must be aliased "

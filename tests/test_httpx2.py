@@ -108,6 +108,10 @@ def test_httpx2_client_accepts_only_the_httpx2_flavour(provider: tuple[Provider,
     assert not isinstance(_auth(hr.RefreshAuth, base), httpx2.Auth)
     with httpx2.Client(auth=auth) as client:
         assert client.get(f"{base}/api").status_code == 200
+    # The repr says which library an auth is for (passing the wrong one to a client is
+    # the usual mistake: the client's TypeError shows this repr).
+    assert repr(auth).startswith("<RefreshAuth (httpx2) version=")
+    assert repr(hr.RefreshAuth.sharing(auth)).startswith("<RefreshAuth (httpx) version=")
 
 
 @pytest.mark.anyio

@@ -600,7 +600,8 @@ class _RefreshAuthBase:
     def __repr__(self) -> str:
         snapshot = self._control.snapshot
         return (
-            f"<RefreshAuth version={snapshot.version} keys={sorted(snapshot.credentials)!r} "
+            f"<RefreshAuth ({_lib.name_of(self._lib)}) version={snapshot.version} "
+            f"keys={sorted(snapshot.credentials)!r} "
             f"expires_at={snapshot.expires_at!r} refresh={type(self._refresher).__name__}>"
         )
 

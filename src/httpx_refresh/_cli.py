@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("httpx", "httpx2"),
         default=None,
         help="HTTP library of the clients, the RefreshAuth and the token requests "
-        "(default httpx, or httpx2 when only it is installed)",
+        "(default httpx; httpx2 needs the httpx2 extra)",
     )
     demo.add_argument(
         "--serve",

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-import httpx2
+try:
+    import httpx2
+except ImportError:  # pragma: no cover - the extra is missing
+    raise ImportError(
+        "httpx_refresh.httpx2 needs httpx2: pip install 'httpx-refresh[httpx2]' "
+        "(httpx2 needs Python 3.11 or later)"
+    ) from None
 
 from ._auth import _RefreshAuthBase
 
