@@ -613,6 +613,10 @@ def test_R5_example_async_script_one_token_call_per_refresh() -> None:
     assert counters.api_unauthorized == 0
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_demo_serve_runs_the_provider_for_the_examples() -> None:
     """`demo --serve` prints its URL and client, serves an example, and stops on Ctrl-C."""
     server = subprocess.Popen(
@@ -620,6 +624,9 @@ def test_demo_serve_runs_the_provider_for_the_examples() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As in a terminal: a shell ignores SIGINT in commands it runs in the background
+        # (CI runs one pass of the suite that way), and the child would inherit that.
+        preexec_fn=_default_sigint,
     )
     try:
         assert server.stdout is not None
