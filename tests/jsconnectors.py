@@ -53,6 +53,24 @@ def require_docs_modules() -> Path:
     return modules
 
 
+def get_from_threads(client: Any, path: str, count: int) -> list[int]:
+    """GET ``path`` from ``count`` threads released together; the statuses (bounded waits)."""
+    barrier = threading.Barrier(count)
+    statuses: list[int] = []
+
+    def one() -> None:
+        barrier.wait(timeout=10)
+        statuses.append(client.get(path).status_code)
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    return statuses
+
+
 def counting_node(directory: Path) -> tuple[Path, Callable[[], int]]:
     """A ``node`` that counts its runs (one line per process in a file), then is node."""
     real = require_node()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import inspect
+import os
 import pathlib
 import types
 from typing import Any
@@ -134,7 +135,8 @@ def test_modules_are_private() -> None:
 def test_httpx2_module_only_re_exports() -> None:
     """``httpx_refresh.httpx2`` defines nothing itself: its ``__all__`` names objects of
     private modules, each with a docstring."""
-    pytest.importorskip("httpx2")
+    if os.environ.get("HTTPX_REFRESH_REQUIRE_HTTPX2") != "1":  # CI requires it
+        pytest.importorskip("httpx2")
     module = importlib.import_module("httpx_refresh.httpx2")
     public = {name for name in vars(module) if not name.startswith("_")} - {"annotations"}
     assert set(module.__all__) == public == {"RefreshAuth"}

@@ -89,6 +89,25 @@ def provider(run_server: Any) -> tuple[Provider, str]:
     return state, run_server(state.app())
 
 
+async def _storm(state: Provider, clients: list[Any], url: str, each: int) -> list[int]:
+    """``each`` GETs from every client at once; the token endpoint (``state.release`` set
+    by the caller) answers only once the refresh has reached it. The statuses."""
+    statuses: list[int] = []
+
+    async def get(client: Any) -> None:
+        statuses.append((await client.get(url)).status_code)
+
+    assert state.release is not None
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+            for _ in range(each):
+                for client in clients:
+                    group.start_soon(get, client)
+            await anyio.to_thread.run_sync(state.hit.wait, 20.0)
+            state.release.set()
+    return statuses
+
+
 def _auth(cls: Any, base: str, **options: Any) -> Any:
     return cls(
         {"access_token": "stale", "refresh_token": "rt-0", "scope": "read"},
@@ -175,20 +194,8 @@ async def test_R14_httpx_and_httpx2_clients_share_one_flight(
     view = hr2.RefreshAuth.sharing(auth)
     assert isinstance(view, httpx2.Auth)
     assert hr.RefreshAuth.sharing(view).credentials is auth.credentials
-    statuses: list[int] = []
     async with httpx.AsyncClient(auth=auth) as one, httpx2.AsyncClient(auth=view) as two:
-
-        async def get(client: Any) -> None:
-            statuses.append((await client.get(f"{base}/api")).status_code)
-
-        with anyio.fail_after(30):
-            async with anyio.create_task_group() as group:
-                for _ in range(20):
-                    group.start_soon(get, one)
-                    group.start_soon(get, two)
-                # The refresh reached the token endpoint; it answers when released.
-                await anyio.to_thread.run_sync(state.hit.wait, 20.0)
-                state.release.set()
+        statuses = await _storm(state, [one, two], f"{base}/api", 20)
     assert statuses == [200] * 40
     assert len(state.agents) == 1
     assert auth.stats.refreshes == view.stats.refreshes == 1
@@ -291,23 +298,12 @@ async def test_connection_clients_of_both_libraries_share_one_refresh(
     )
     assert isinstance(connection.auth_for("httpx2"), httpx2.Auth)
     assert connection.auth_for("httpx") is connection.auth
-    statuses: list[int] = []
     async with (
         connection.async_client() as one,
         connection.async_client(library="httpx2") as two,
     ):
         assert isinstance(two, httpx2.AsyncClient)
-
-        async def get(client: Any) -> None:
-            statuses.append((await client.get("/api")).status_code)
-
-        with anyio.fail_after(30):
-            async with anyio.create_task_group() as group:
-                for _ in range(20):
-                    group.start_soon(get, one)
-                    group.start_soon(get, two)
-                await anyio.to_thread.run_sync(state.hit.wait, 20.0)
-                state.release.set()
+        statuses = await _storm(state, [one, two], "/api", 20)
     assert statuses == [200] * 40
     assert len(state.agents) == 1
     assert connection.auth.stats.refreshes == 1

@@ -3,7 +3,6 @@ module formats, argument names, makeApiClient once per version, test with apiCli
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from jsconnectors import (
     TokenServer,
     copy_docs_example,
     counting_node,
+    get_from_threads,
     require_node,
     write_connector,
 )
@@ -76,20 +76,8 @@ def test_docs_example_sync_threads_one_node_run(
     connection = hr.load_connector(copy_docs_example(tmp_path, base), node=node).connect(
         connector_parameters=PARAMETERS, credentials=STALE
     )
-    barrier = threading.Barrier(16)
-    statuses: list[int] = []
     with connection.client() as client:
-
-        def one() -> None:
-            barrier.wait(timeout=10)
-            statuses.append(client.get("/me").status_code)
-
-        threads = [threading.Thread(target=one) for _ in range(16)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
-        assert not any(thread.is_alive() for thread in threads)
+        statuses = get_from_threads(client, "/me", 16)
     assert statuses == [200] * 16
     assert (state.token_calls, runs()) == (1, 1)
     assert dict(connection.credentials) == {**STALE, "accessToken": "tok-1"}
@@ -435,19 +423,8 @@ def test_javascript_make_api_client_sync_threads_once(
         connector_parameters={**PARAMETERS, "base": base},
         credentials={"access_token": "stale", "refresh_token": "rt-0", "tenant": "acme"},
     )
-    barrier = threading.Barrier(12)
-    statuses: list[int] = []
     with connection.client() as client:
-
-        def one() -> None:
-            barrier.wait(timeout=10)
-            statuses.append(client.get("/me").status_code)
-
-        threads = [threading.Thread(target=one) for _ in range(12)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
+        statuses = get_from_threads(client, "/me", 12)
     assert statuses == [200] * 12
     assert (state.token_calls, runs()) == (1, 4)
 
