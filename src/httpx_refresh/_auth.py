@@ -140,7 +140,10 @@ def _check_origins(origins: Any, library: ModuleType) -> frozenset[str]:
     checked = set()
     for origin in origins:
         try:
-            url = library.URL(origin) if isinstance(origin, str) or _lib.is_url(origin) else None
+            # str(): an httpx2.URL for httpx (or the reverse) becomes this library's URL
+            url = (
+                library.URL(str(origin)) if isinstance(origin, str) or _lib.is_url(origin) else None
+            )
         except library.InvalidURL:
             url = None
         if url is None or url.scheme not in ("http", "https") or not url.host:

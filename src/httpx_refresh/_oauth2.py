@@ -254,9 +254,10 @@ class _TokenGrant:
         """The HTTP library for the token request: the given transport's, else the one
         of the client whose request needed this refresh (httpx or httpx2)."""
         if transport is not None:
-            root = type(transport).__module__.split(".")[0]
-            if root in _lib.LIBRARIES:
-                return _lib.load(root)
+            for cls in type(transport).__mro__:  # a user's subclass of a library transport
+                root = cls.__module__.split(".")[0]
+                if root in _lib.LIBRARIES:
+                    return _lib.load(root)
         return _lib.current()
 
     def _build_ssl_context(self, lib: ModuleType) -> ssl.SSLContext:

@@ -536,13 +536,7 @@ class RedisStore:
         Raises:
             StoreError: not acquired in time, or Redis cannot be reached.
         """
-        lock = self._client.lock(
-            f"{self.key}:lock",
-            timeout=self._lock_ttl,
-            blocking_timeout=max(wait, 0.0),
-            sleep=_POLL,
-            thread_local=False,
-        )
+        lock = self._client.lock(f"{self.key}:lock", **self._lock_options(wait))
         try:
             acquired = lock.acquire()
         except self._errors as exc:
@@ -599,17 +593,20 @@ class RedisStore:
             raise self._fail("saving the credentials", exc) from None
         return self._cas_result(result, expected_version)
 
+    def _lock_options(self, wait: float) -> dict[str, Any]:
+        """redis-py ``lock()`` options, the same for the sync and the async client."""
+        return {
+            "timeout": self._lock_ttl,
+            "blocking_timeout": max(wait, 0.0),
+            "sleep": _POLL,
+            "thread_local": False,
+        }
+
     async def aacquire(self, wait: float) -> object:
         """Async :meth:`acquire` (``redis.asyncio``, or the sync client in a worker thread)."""
         if not self._native():
             return await anyio.to_thread.run_sync(self.acquire, wait)
-        lock = self._async_client.lock(
-            f"{self.key}:lock",
-            timeout=self._lock_ttl,
-            blocking_timeout=max(wait, 0.0),
-            sleep=_POLL,
-            thread_local=False,
-        )
+        lock = self._async_client.lock(f"{self.key}:lock", **self._lock_options(wait))
         try:
             acquired = await lock.acquire()
         except self._errors as exc:
