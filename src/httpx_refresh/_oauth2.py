@@ -226,7 +226,12 @@ class _TokenGrant:
                 "redirects",
                 status_code=status,
             )
-        if oauth_error in PERMANENT_ERRORS or (status == 401 and oauth_error is None):
+        # A 401 from the token endpoint rejects the client or its grant whatever the
+        # code says (RFC 6749 section 5.2 names invalid_client; servers send their own,
+        # e.g. "unauthorized"): presenting the same again cannot succeed.
+        if oauth_error in PERMANENT_ERRORS or (
+            status == 401 and oauth_error not in TRANSIENT_ERRORS
+        ):
             raise ReauthorizationRequired(
                 f"token endpoint answered {detail}", oauth_error=oauth_error, status_code=status
             )
