@@ -384,8 +384,10 @@ class OAuth2Refresh(_TokenGrant):
         timeout: seconds for the whole token request (httpx timeout).
         verify: TLS verification as httpx takes it (``True``, a CA bundle path, or an
             ``ssl.SSLContext``); the context is built once, off the event loop.
-        transport: an ``httpx.BaseTransport`` for the sync client (tests).
-        async_transport: an ``httpx.AsyncBaseTransport`` for the async client (tests).
+        transport: an ``httpx.BaseTransport`` for the sync client (tests, or
+            ``httpx.HTTPTransport(proxy=...)`` for a proxy set in code). Without one, the
+            proxy environment variables apply (``HTTPS_PROXY``, ``NO_PROXY``, ...).
+        async_transport: an ``httpx.AsyncBaseTransport`` for the async client (likewise).
 
     Raises:
         ValueError: ``token_url`` is not an absolute http(s) URL, or ``client_auth`` is unknown.
