@@ -528,6 +528,25 @@ async def test_foyoux_aligo_105_bad_gateway_html_page_is_retried_not_reauthoriza
     assert auth.stats == hr.RefreshStats(refreshes=1, replays=1, deduplicated=0, failures=0)
 
 
+async def rate_limited_then_cools_down(retry_after: str) -> hr.RefreshError:
+    """The token endpoint answers 429 with ``retry_after`` (a wait beyond ``wait_max``),
+    then a token. The refresh fails after 1 token call with a transient RefreshError (no
+    retry within the flight), the cooldown lasts 60 s (:func:`cools_down_60_s`), then the
+    request succeeds: 2 token calls in all. Returns the first error."""
+    now = [1_000_000.0]
+    endpoint = TokenEndpoint(httpx.Response(429, headers={"Retry-After": retry_after}), ok())
+    auth = make_auth(endpoint, clock=lambda: now[0])
+    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+        with anyio.fail_after(5):
+            with pytest.raises(hr.RefreshError) as caught:
+                await client.get("http://api.test/")
+            assert (caught.value.status_code, caught.value.transient) == (429, True)
+            assert endpoint.calls == 1
+            await cools_down_60_s(client, endpoint, now)
+    assert endpoint.calls == 2
+    return caught.value
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     "retry_after",
@@ -542,14 +561,24 @@ async def test_atlassian_api_atlassian_python_api_1602_huge_retry_after_cools_do
     with a transient ``RefreshError`` after 1 token call (the wait is beyond ``wait_max``, so
     no retry within the flight), requests fail fast for the cooldown, which honours
     Retry-After only up to 60 s: at +59 s no token call, at +60 s one, and it succeeds."""
-    now = [1_000_000.0]
-    endpoint = TokenEndpoint(httpx.Response(429, headers={"Retry-After": retry_after}), ok())
-    auth = make_auth(endpoint, clock=lambda: now[0])
-    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
-        with anyio.fail_after(5):
-            with pytest.raises(hr.RefreshError) as caught:
-                await client.get("http://api.test/")
-            assert (caught.value.status_code, caught.value.transient) == (429, True)
-            assert endpoint.calls == 1
-            await cools_down_60_s(client, endpoint, now)
-    assert endpoint.calls == 2
+    error = await rate_limited_then_cools_down(retry_after)
+    assert error.retry_after is not None
+    assert error.retry_after > 60
+
+
+@pytest.mark.anyio
+async def test_lidge_jun_opencodex_4046_retry_after_http_date_from_the_token_endpoint(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """lidge-jun/opencodex#4046: the token request's retry loop ignored a ``Retry-After``
+    given as an HTTP-date (RFC 9110 section 10.2.3) and retried at once, into the same
+    rate limit. Here the token endpoint answers 429 with ``Retry-After`` one hour ahead as an
+    IMF-fixdate: no retry within the flight (1 token call, no "retrying" log), the error
+    carries the wait (about 3600 s), and the cooldown honours it up to 60 s."""
+    caplog.set_level(logging.WARNING, logger="httpx_refresh")
+    error = await rate_limited_then_cools_down(
+        email.utils.formatdate(time.time() + 3600, usegmt=True)
+    )
+    assert error.retry_after is not None
+    assert 3590 < error.retry_after <= 3600
+    assert [r for r in caplog.records if "retrying in" in r.getMessage()] == []
