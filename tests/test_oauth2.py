@@ -980,3 +980,27 @@ def test_supabase_community_supabase_kt_1132_token_request_never_goes_through_th
     assert each_get(flavour, auth, [(nothing, f"{url}/api/x")]) == [200]
     assert provider.seen == [("/token", "Basic"), ("/api/x", "Bearer")]
     assert auth.stats == hr.RefreshStats(refreshes=1, replays=0, deduplicated=0, failures=0)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_openrelik_openrelik_server_70_refresh_token_kept_with_a_newline_still_refreshes(
+    flavour: str, run_server: Callable[[Any], str]
+) -> None:
+    """openrelik/openrelik-server#70: a refresh token saved to an environment variable and a
+    config file picked up spaces and a newline, and the server refused it. RFC 6749 appendix
+    A.17: a refresh token is visible characters only, so what surrounds it is not part of
+    it: the token endpoint receives the bare token (generation 0, accepted), 1 token call,
+    the request succeeds after 1 replay; without the stripping it would answer
+    ``invalid_grant`` and the connection would need reauthorization for nothing."""
+    server = OAuthServer()
+    url = run_server(server.app)
+    credentials = server.initial_credentials(revoked=True)
+    credentials["refresh_token"] = f" {credentials['refresh_token']}\r\n"
+    auth = hr.RefreshAuth(
+        credentials,
+        hr.OAuth2Refresh(f"{url}/token", client_id=CLIENT_ID, client_secret=CLIENT_SECRET),
+    )
+    assert each_get(flavour, auth, [(nothing, f"{url}/a")]) == [200]
+    assert server.token_calls == 1
+    assert server.presented == [0]
+    assert auth.stats == hr.RefreshStats(refreshes=1, replays=1, deduplicated=0, failures=0)

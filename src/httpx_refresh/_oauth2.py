@@ -367,9 +367,10 @@ class _TokenGrant:
 class OAuth2Refresh(_TokenGrant):
     """Refresher for the RFC 6749 section 6 refresh_token grant.
 
-    Posts ``grant_type=refresh_token`` with the credentials' ``refresh_token``. A
-    rotated ``refresh_token`` in the response replaces the old one when merged; a
-    response without one keeps it (DESIGN R8).
+    Posts ``grant_type=refresh_token`` with the credentials' ``refresh_token`` (without
+    surrounding whitespace, which no refresh token has). A rotated ``refresh_token`` in
+    the response replaces the old one when merged; a response without one (or with an
+    empty one) keeps it.
 
     Args:
         token_url: the token endpoint (absolute http or https URL).
@@ -397,6 +398,10 @@ class OAuth2Refresh(_TokenGrant):
 
     def _grant_fields(self, credentials: Mapping[str, Any]) -> dict[str, str]:
         refresh_token = credentials.get("refresh_token")
+        if isinstance(refresh_token, str):
+            # RFC 6749 appendix A.17: a refresh token has no whitespace; what surrounds one
+            # came from where it was kept (a file or variable with its newline).
+            refresh_token = refresh_token.strip(" \t\r\n")
         if not isinstance(refresh_token, str) or not refresh_token:
             raise ReauthorizationRequired("credentials have no refresh_token to refresh with")
         return {"refresh_token": refresh_token}
