@@ -7,11 +7,13 @@ async client on asyncio and trio).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import httpx
 import pytest
+from servers import OAuthServer
 
 import httpx_refresh as hr
 
@@ -229,3 +231,41 @@ def test_applier_repr_holds_no_secret(apply: Any) -> None:
     apply(request, {"access_token": ACCESS_1, "tenant": "t"})
     assert leaked(repr(apply)) == []
     assert repr(apply)
+
+
+# -- golang/oauth2#113: token_type "bearer" -------------------------------------------------
+
+
+@pytest.mark.parametrize("token_type", ["bearer", "BEARER", None], ids=["lower", "upper", "absent"])
+@pytest.mark.parametrize("flavour", ["sync", "asyncio", "trio"])
+def test_golang_oauth2_113_token_type_in_any_case_still_sends_capital_bearer(
+    flavour: str, token_type: str | None, run_server: Callable[[Any], str]
+) -> None:
+    """golang/oauth2#113: the token endpoint answered ``"token_type": "bearer"`` (the value is
+    case-insensitive, RFC 6749 section 5.1), the client copied it into ``Authorization:
+    bearer ...``, and an API that matches ``Bearer`` exactly (RFC 6750 section 2.1) rejected
+    every request. ``bearer()`` writes its own scheme word whatever ``token_type`` says, or
+    when it is absent: against such a strict API the replay after the refresh succeeds
+    (1 token call, 2 API calls: the rejected one and the replay)."""
+    server = OAuthServer(token_type=token_type)
+    url = run_server(server.app)
+    auth = hr.RefreshAuth(
+        server.initial_credentials(revoked=True),
+        hr.OAuth2Refresh(f"{url}/token", client_id="c", client_secret=CLIENT_SECRET),
+    )
+    if flavour == "sync":
+        with httpx.Client(auth=auth) as client:
+            status = client.get(f"{url}/items").status_code
+    else:
+
+        async def main() -> int:
+            with anyio.fail_after(15):
+                async with httpx.AsyncClient(auth=auth) as client:
+                    return (await client.get(f"{url}/items")).status_code
+
+        status = anyio.run(main, backend=flavour)
+    assert status == 200
+    assert server.token_calls == 1
+    assert [(hit.gen, hit.status) for hit in server.hits] == [(0, 401), (1, 200)]
+    # Merged as given (R8: an absent token_type keeps the initial "Bearer").
+    assert auth.credentials["token_type"] == (token_type or "Bearer")

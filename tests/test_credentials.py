@@ -11,8 +11,10 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
 
+import httpx
 import pytest
 
+import httpx_refresh as hr
 from httpx_refresh._credentials import (
     fingerprint,
     make_snapshot,
@@ -416,3 +418,36 @@ def test_secret_values_collects_strings_of_four_or_more_characters() -> None:
         {"client_secret": "cs-0123"},
     )
     assert sorted(found) == sorted([ACCESS_1, "cs-0123"])
+
+
+def test_diegosouzapw_omniroute_5214_custom_refresher_empty_refresh_token_keeps_the_old_one() -> (
+    None
+):
+    """diegosouzapw/OmniRoute#5214: Google's token endpoint sometimes answers a refresh with
+    ``"refresh_token": ""``; a refresher that stored whatever string it got nulled the
+    refresh token on the first refresh. R8 with RFC 6749 section 6 / appendix A.17 (a refresh
+    token has at least one character): the merge treats ``""`` as "no new refresh token",
+    for any refresher, through two expiry cycles; both refreshes see R1, and a real new one
+    (R2) still replaces it."""
+    seen: list[str] = []
+    answers = [
+        {"access_token": ACCESS_2, "refresh_token": ""},
+        {"access_token": "at-three-0c1d2e3f4a", "refresh_token": REFRESH_2},
+        {"access_token": "at-four-5b6c7d8e9f"},
+    ]
+
+    def refresher(*, credentials: Any, **_: Any) -> dict[str, Any]:
+        seen.append(credentials["refresh_token"])
+        return answers[len(seen) - 1]
+
+    auth = hr.RefreshAuth({"access_token": ACCESS_1, "refresh_token": REFRESH_1}, refresher)
+    transport = httpx.MockTransport(lambda request: httpx.Response(200))
+    with httpx.Client(auth=auth, transport=transport) as client:
+        for _ in answers:
+            auth.refresh()
+            assert client.get("https://api.test/").status_code == 200
+    assert seen == [REFRESH_1, REFRESH_1, REFRESH_2]
+    assert auth.credentials["refresh_token"] == REFRESH_2
+    assert merge_credentials({"refresh_token": REFRESH_1}, {"refresh_token": ""}, now=NOW) == {
+        "refresh_token": REFRESH_1
+    }

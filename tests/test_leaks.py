@@ -355,3 +355,110 @@ def test_C22_query_param_value_is_redacted_in_httpx_log(caplog: pytest.LogCaptur
     assert token not in lines[0]
     assert "key=%5Bredacted%5D" in lines[0]
     assert "page=2" in lines[0]
+
+
+# -- depictio/depictio#104: a token with a line break -------------------------------------------
+
+
+class LineBreakProvider:
+    """A token endpoint whose new access token ends in ``suffix`` (a newline, or CR LF and a
+    header line), and an API that accepts only ``Bearer NEW_ACCESS`` and records what came."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+        self.token_calls = 0
+        self.api_calls: list[tuple[str | None, str | None]] = []
+
+    async def token(self, request: Request) -> Response:
+        self.token_calls += 1
+        return JSONResponse({"access_token": NEW_ACCESS + self.suffix, "token_type": "Bearer"})
+
+    async def api(self, request: Request) -> Response:
+        authorization = request.headers.get("authorization")
+        self.api_calls.append((authorization, request.headers.get("x-injected")))
+        ok = authorization == f"Bearer {NEW_ACCESS}"
+        return JSONResponse({"ok": ok}, status_code=200 if ok else 401)
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/oauth/token", self.token, methods=["POST"]),
+                Route("/api/items", self.api),
+            ]
+        )
+
+
+def line_break_run(flavour: str, url: str) -> tuple[hr.RefreshAuth, list[Any]]:
+    auth, _ = make_auth(url, "basic")
+    outcomes: list[Any] = []
+
+    def get(client: httpx.Client) -> None:
+        try:
+            outcomes.append(client.get(f"{url}/api/items").status_code)
+        except (hr.HttpxRefreshError, httpx.HTTPError) as exc:  # checked for secrets below
+            outcomes.append(exc)
+
+    async def aget(client: httpx.AsyncClient) -> None:
+        try:
+            outcomes.append((await client.get(f"{url}/api/items")).status_code)
+        except (hr.HttpxRefreshError, httpx.HTTPError) as exc:
+            outcomes.append(exc)
+
+    if flavour == "sync":
+        with httpx.Client(auth=auth) as client:
+            get(client)
+            get(client)
+    else:
+
+        async def main() -> None:
+            with anyio.fail_after(15):
+                async with httpx.AsyncClient(auth=auth) as client:
+                    await aget(client)
+                    await aget(client)
+
+        anyio.run(main, backend=flavour)
+    return auth, outcomes
+
+
+@pytest.mark.parametrize("flavour", ["sync", "asyncio", "trio"])
+def test_depictio_depictio_104_token_ending_in_a_newline_is_sent_without_it(
+    flavour: str, run_server: Callable[[Any], str]
+) -> None:
+    """depictio/depictio#104: a bearer token ending in ``\\n`` made httpx raise
+    ``LocalProtocolError: Illegal header value b'Bearer eyJ...\\n'``: the request failed and
+    the whole token went into the error and the log. Leading and trailing whitespace is no
+    part of a header value (RFC 9110 section 5.5), so the applier drops it: after the refresh,
+    the replay and the next request go out with the bare token and succeed (1 token call,
+    3 API calls: the rejected one, the replay, the next)."""
+    provider = LineBreakProvider("\n")
+    url = run_server(provider.app())
+    auth, outcomes = line_break_run(flavour, url)
+    errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert leaked(*[text for error in errors for text in error_texts(error)]) == []
+    assert outcomes == [200, 200]
+    assert provider.token_calls == 1
+    assert provider.api_calls == [
+        (f"Bearer {OLD_ACCESS}", None),
+        (f"Bearer {NEW_ACCESS}", None),
+        (f"Bearer {NEW_ACCESS}", None),
+    ]
+    assert auth.stats.replays == 1
+
+
+@pytest.mark.parametrize("flavour", ["sync", "asyncio", "trio"])
+def test_depictio_depictio_104_token_with_an_inner_line_break_is_refused_unquoted(
+    flavour: str, run_server: Callable[[Any], str]
+) -> None:
+    """depictio/depictio#104, the worse spelling: a token holding CR LF and a header line.
+    Sent as is it would inject a header (or make httpx quote the token in its error); the
+    applier refuses it with an ``HttpxRefreshError`` that names the header, never the value.
+    The API sees only the first, rejected request: no replay, no injected header, and the
+    second request is refused the same way without reaching it."""
+    provider = LineBreakProvider("\r\nX-Injected: yes")
+    url = run_server(provider.app())
+    _, outcomes = line_break_run(flavour, url)
+    assert [type(outcome).__name__ for outcome in outcomes] == ["HttpxRefreshError"] * 2
+    assert "control character" in str(outcomes[0])
+    assert leaked(*[text for error in outcomes for text in error_texts(error)]) == []
+    assert provider.token_calls == 1
+    assert provider.api_calls == [(f"Bearer {OLD_ACCESS}", None)]

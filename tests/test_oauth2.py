@@ -9,6 +9,7 @@ Rules: DESIGN R8, R10, R13; case C18 end to end through ``RefreshAuth``.
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus
@@ -16,6 +17,11 @@ from urllib.parse import parse_qs, unquote_plus
 import anyio
 import httpx
 import pytest
+from servers import OAuthServer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 import httpx_refresh as hr
 
@@ -675,3 +681,326 @@ def test_C18_success_path_for_contrast() -> None:
     assert auth.stats.replays == 1
     assert auth.credentials["refresh_token"] == REFRESH_2
     assert auth.credentials["access_token"] == ACCESS_2
+
+
+# -- token-refresh failures reported against other libraries ---------------------------------
+# Each test reproduces one public report (named in its docstring) against a real server on
+# 127.0.0.1 or a MockTransport, with exact counts of token calls, API calls and replays.
+
+
+def each_get(
+    flavour: str, auth: hr.RefreshAuth, steps: list[tuple[Callable[[], Any], str]]
+) -> list[Any]:
+    """Send one GET per step, in order, through a sync client or an async one (asyncio or trio);
+    each step's callable runs first. Returns each response's status, or the exception raised."""
+    outcomes: list[Any] = []
+    if flavour == "sync":
+        with httpx.Client(auth=auth) as client:
+            for before, url in steps:
+                before()
+                try:
+                    outcomes.append(client.get(url).status_code)
+                except hr.HttpxRefreshError as exc:
+                    outcomes.append(exc)
+        return outcomes
+
+    async def main() -> None:
+        with anyio.fail_after(15):
+            async with httpx.AsyncClient(auth=auth) as client:
+                for before, url in steps:
+                    before()
+                    try:
+                        outcomes.append((await client.get(url)).status_code)
+                    except hr.HttpxRefreshError as exc:
+                        outcomes.append(exc)
+
+    anyio.run(main, backend=flavour)
+    return outcomes
+
+
+FLAVOURS = ["sync", "asyncio", "trio"]
+
+
+def nothing() -> None:
+    """A step with nothing to do before its request."""
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_frappe_frappe_26266_empty_refresh_token_keeps_the_old_one(
+    flavour: str, run_server: Callable[[Any], str]
+) -> None:
+    """frappe/frappe#26266: a provider that does not rotate answers a refresh with
+    ``"refresh_token": ""``; storing that empty string broke the second refresh. RFC 6749
+    section 6 (the server MAY issue a new refresh token) and appendix A.17 (a refresh token
+    has at least one character): an empty one is no new token, so the old one is kept.
+
+    Two expiry cycles against a real token endpoint: both refreshes present refresh token
+    generation 0; 2 token calls, 2 replays, every request ends in 200."""
+    server = OAuthServer(token_extra=lambda gen: {"refresh_token": ""} if gen else {})
+    url = run_server(server.app)
+    auth = hr.RefreshAuth(
+        server.initial_credentials(revoked=True),
+        hr.OAuth2Refresh(f"{url}/token", client_id=CLIENT_ID, client_secret=CLIENT_SECRET),
+    )
+    outcomes = each_get(flavour, auth, [(nothing, f"{url}/a"), (server.revoke_access, f"{url}/b")])
+    assert outcomes == [200, 200]
+    assert server.token_calls == 2
+    assert server.presented == [0, 0]
+    assert [(hit.path, hit.gen, hit.status) for hit in server.hits] == [
+        ("/a", 0, 401),
+        ("/a", 1, 200),
+        ("/b", 1, 401),
+        ("/b", 2, 200),
+    ]
+    described = server.describe(auth.credentials)
+    assert (described["refresh_gen"], described["refresh_current"]) == (0, True)
+    assert auth.stats == hr.RefreshStats(refreshes=2, replays=2, deduplicated=0, failures=0)
+
+
+class NonJsonEndpoint:
+    """What a gateway in front of a token endpoint answers: an HTML page, not JSON."""
+
+    PAGE = b"<html><body><h1>400 Bad Request</h1><p>nginx</p></body></html>"
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type"),
+    [(400, "text/html"), (404, "text/html; charset=iso-8859-1"), (400, "application/json")],
+    ids=["400-html", "404-ingress-default-backend", "400-html-labelled-json"],
+)
+def test_evoila_meho_1711_non_json_error_page_from_the_token_endpoint_is_a_refresh_error(
+    invoke: Invoke, status: int, content_type: str
+) -> None:
+    """evoila/meho#1711: authlib decodes a token endpoint's 4xx body as JSON before handling
+    the error, so an ingress or proxy HTML page escapes as ``json.JSONDecodeError`` instead of
+    the library's own error. Here: a ``RefreshError`` (not permanent: no OAuth error code was
+    given, so nothing says the grant is dead; not transient: a 4xx), after exactly one token
+    call, with the status in the message and no part of the page."""
+    endpoint = TokenEndpoint(
+        lambda request: httpx.Response(
+            status, content=NonJsonEndpoint.PAGE, headers={"Content-Type": content_type}
+        )
+    )
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    with pytest.raises(hr.RefreshError) as info:
+        invoke(refresher, credentials=CREDENTIALS)
+    error = info.value
+    assert type(error) is hr.RefreshError
+    assert (error.status_code, error.transient, error.oauth_error) == (status, False, None)
+    assert str(status) in str(error)
+    assert "html" not in str(error).lower()
+    assert len(endpoint.requests) == 1
+
+
+class ForwardProxy:
+    """A plain-HTTP forward proxy on 127.0.0.1 that answers for every origin itself.
+
+    A client that uses it sends the absolute URL as the request target (RFC 9112 section
+    3.2.2); the proxy records the request and answers as the token endpoint would.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seen: list[tuple[str, str, str | None, dict[str, list[str]]]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        with self.lock:
+            self.seen.append(
+                (scope["method"], scope["path"], headers.get("host"), parse_qs(body.decode()))
+            )
+        payload = b'{"access_token": "%s", "token_type": "Bearer", "expires_in": 60}' % (
+            ACCESS_2.encode()
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+
+PROXY_VARIABLES = (
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+)
+
+
+def _check_proxied(proxy: ForwardProxy, fields: dict[str, Any]) -> None:
+    assert fields["access_token"] == ACCESS_2
+    assert len(proxy.seen) == 1
+    method, target, host, form = proxy.seen[0]
+    assert (method, target, host) == ("POST", "http://token.invalid/oauth/token", "token.invalid")
+    assert form["grant_type"] == ["refresh_token"]
+
+
+def test_n8n_io_n8n_36996_token_request_goes_through_the_environment_proxy(
+    invoke: Invoke, run_server: Callable[[Any], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """n8n-io/n8n#36996: OAuth2 token refreshes bypassed ``HTTP(S)_PROXY``, so where egress
+    must go through a forward proxy every background refresh timed out. The built-in
+    refreshers' own client honours the environment's proxy settings like any httpx client
+    (``trust_env``): the token endpoint here does not resolve, and the one token request
+    reaches it through the proxy."""
+    proxy = ForwardProxy()
+    url = run_server(proxy)
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", url)
+    monkeypatch.setenv("http_proxy", url)
+    refresher = hr.OAuth2Refresh(
+        "http://token.invalid/oauth/token", client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    )
+    _check_proxied(proxy, invoke(refresher, credentials=CREDENTIALS))
+
+
+def test_requests_requests_oauthlib_235_token_request_through_a_configured_proxy(
+    invoke: Invoke, run_server: Callable[[Any], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests/requests-oauthlib#235: tokens could not be refreshed through a proxy that
+    was configured in code rather than in the environment. Here the proxy is given with the
+    refresher's transports (``httpx.HTTPTransport(proxy=...)``), no proxy variable is set,
+    and the one token request goes through it, from the sync and the async client."""
+    proxy = ForwardProxy()
+    url = run_server(proxy)
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    refresher = hr.OAuth2Refresh(
+        "http://token.invalid/oauth/token",
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        transport=httpx.HTTPTransport(proxy=url),
+        async_transport=httpx.AsyncHTTPTransport(proxy=url),
+    )
+    _check_proxied(proxy, invoke(refresher, credentials=CREDENTIALS))
+
+
+class SameOriginProvider:
+    """One origin for the API (``/api/...``) and its token endpoint (``/token``), as in a
+    self-hosted service; records the Authorization scheme every request arrived with."""
+
+    def __init__(self, token_status: int, token_body: dict[str, str] | None = None) -> None:
+        self.token_status = token_status
+        self.token_body = token_body
+        self.lock = threading.Lock()
+        self.seen: list[tuple[str, str]] = []
+
+    async def token(self, request: Request) -> Response:
+        self._record(request)
+        if self.token_status != 200:
+            if self.token_body is None:
+                return Response(status_code=self.token_status)
+            return JSONResponse(self.token_body, status_code=self.token_status)
+        return JSONResponse({"access_token": ACCESS_2, "expires_in": 3600})
+
+    async def api(self, request: Request) -> Response:
+        self._record(request)
+        if request.headers.get("authorization") == f"Bearer {ACCESS_2}":
+            return JSONResponse({"ok": True})
+        return JSONResponse({"error": "invalid_token"}, status_code=401)
+
+    def _record(self, request: Request) -> None:
+        scheme = request.headers.get("authorization", "none").split(" ")[0]
+        with self.lock:
+            self.seen.append((request.url.path, scheme))
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/token", self.token, methods=["POST"]),
+                Route("/api/{rest:path}", self.api, methods=["GET"]),
+            ]
+        )
+
+
+@pytest.mark.parametrize("body", [{"error": "unauthorized"}, None], ids=["custom-code", "no-body"])
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_vaadin_vaadin_connect_335_401_from_the_token_endpoint_is_permanent(
+    flavour: str, body: dict[str, str] | None, run_server: Callable[[Any], str]
+) -> None:
+    """vaadin/vaadin-connect#335: the token endpoint answered the refresh with 401
+    ``{"error": "unauthorized"}`` and the client asked for a new token again and again. A 401
+    from the token endpoint rejects the client or its grant whatever the code (RFC 6749
+    section 5.2 names ``invalid_client``; this server used its own word), so: exactly one
+    token call, carrying the client's Basic authentication and never a bearer token, although
+    the token endpoint shares the API's origin (inside the auth's ``origins``); the request
+    fails with ``ReauthorizationRequired``, and the next three fail fast without reaching the
+    server (a plain ``RefreshError`` would let one more token call through per cooldown)."""
+    provider = SameOriginProvider(token_status=401, token_body=body)
+    url = run_server(provider.app())
+    auth = hr.RefreshAuth(
+        dict(CREDENTIALS),
+        hr.OAuth2Refresh(f"{url}/token", client_id=CLIENT_ID, client_secret=CLIENT_SECRET),
+        origins=[url],
+        retry=hr.RetryPolicy(cooldown=0.0),
+    )
+    outcomes = each_get(flavour, auth, [(nothing, f"{url}/api/{i}") for i in range(4)])
+    assert [type(outcome).__name__ for outcome in outcomes] == ["ReauthorizationRequired"] * 4
+    assert {outcome.status_code for outcome in outcomes} == {401}
+    assert provider.seen == [("/api/0", "Bearer"), ("/token", "Basic")]
+    assert auth.stats.refreshes == 0
+    assert dict(auth.credentials) == CREDENTIALS
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_supabase_community_supabase_kt_1132_token_request_never_goes_through_the_auth(
+    flavour: str, run_server: Callable[[Any], str]
+) -> None:
+    """supabase-community/supabase-kt#1132: the refresh request was sent through the
+    authenticated client, which saw the expired token, refreshed again, and recursed until
+    the stack overflowed. Here the token endpoint shares the API's origin (inside the auth's
+    ``origins``) and the stored token is already expired: one proactive refresh whose token
+    request carries the client's Basic authentication only, then the request with the new
+    token; 1 token call, 1 API call, nothing recursive."""
+    provider = SameOriginProvider(token_status=200)
+    url = run_server(provider.app())
+    auth = hr.RefreshAuth(
+        {**CREDENTIALS, "expires_at": 1_000_000_000},
+        hr.OAuth2Refresh(f"{url}/token", client_id=CLIENT_ID, client_secret=CLIENT_SECRET),
+        origins=[url],
+    )
+    assert each_get(flavour, auth, [(nothing, f"{url}/api/x")]) == [200]
+    assert provider.seen == [("/token", "Basic"), ("/api/x", "Bearer")]
+    assert auth.stats == hr.RefreshStats(refreshes=1, replays=0, deduplicated=0, failures=0)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_openrelik_openrelik_server_70_refresh_token_kept_with_a_newline_still_refreshes(
+    flavour: str, run_server: Callable[[Any], str]
+) -> None:
+    """openrelik/openrelik-server#70: a refresh token saved to an environment variable and a
+    config file picked up spaces and a newline, and the server refused it. RFC 6749 appendix
+    A.17: a refresh token is visible characters only, so what surrounds it is not part of
+    it: the token endpoint receives the bare token (generation 0, accepted), 1 token call,
+    the request succeeds after 1 replay; without the stripping it would answer
+    ``invalid_grant`` and the connection would need reauthorization for nothing."""
+    server = OAuthServer()
+    url = run_server(server.app)
+    credentials = server.initial_credentials(revoked=True)
+    credentials["refresh_token"] = f" {credentials['refresh_token']}\r\n"
+    auth = hr.RefreshAuth(
+        credentials,
+        hr.OAuth2Refresh(f"{url}/token", client_id=CLIENT_ID, client_secret=CLIENT_SECRET),
+    )
+    assert each_get(flavour, auth, [(nothing, f"{url}/a")]) == [200]
+    assert server.token_calls == 1
+    assert server.presented == [0]
+    assert auth.stats == hr.RefreshStats(refreshes=1, replays=1, deduplicated=0, failures=0)

@@ -194,3 +194,93 @@ def test_R13_guard_strips_what_the_applier_wrote_whatever_its_value(token: objec
     assert hop.headers["accept"] == "application/json"
     assert hop.url.params["next"] == "http://a.test/x"
     assert "httpx_refresh.applied" not in hop.extensions
+
+
+class SlashTokenEndpoint:
+    """A token endpoint that only answers at ``/o/token/``; ``/o/token`` answers 301 there,
+    as Django's APPEND_SLASH does. Records every request as (method, path, form)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seen: list[tuple[str, str, str]] = []
+
+    async def record(self, request: Request) -> str:
+        body = (await request.body()).decode()
+        with self.lock:
+            self.seen.append((request.method, request.url.path, body))
+        return body
+
+    async def no_slash(self, request: Request) -> Response:
+        await self.record(request)
+        return RedirectResponse("/o/token/", 301)
+
+    async def slash(self, request: Request) -> Response:
+        body = await self.record(request)
+        if request.method != "POST" or "grant_type=refresh_token" not in body:
+            return JSONResponse({"error": "invalid_request"}, status_code=400)
+        return JSONResponse({"access_token": TOKENS["new"], "expires_in": 3600})
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/o/token", self.no_slash, methods=["GET", "POST"]),
+                Route("/o/token/", self.slash, methods=["GET", "POST"]),
+            ]
+        )
+
+
+def _slash_get(flavour: str, auth: hr.RefreshAuth) -> Any:
+    def api(request: httpx.Request) -> httpx.Response:
+        ok = request.headers.get("Authorization") == f"Bearer {TOKENS['new']}"
+        return httpx.Response(200 if ok else 401)
+
+    try:
+        if flavour == "sync":
+            with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
+                return client.get("http://api.test/").status_code
+
+        async def main() -> int:
+            with anyio.fail_after(15):
+                async with httpx.AsyncClient(
+                    auth=auth, transport=httpx.MockTransport(api)
+                ) as client:
+                    return (await client.get("http://api.test/")).status_code
+
+        return anyio.run(main, backend=flavour)
+    except hr.RefreshError as exc:
+        return exc
+
+
+@pytest.mark.parametrize("flavour", ["sync", "asyncio", "trio"])
+def test_freelawproject_courtlistener_7927_token_endpoint_301_is_not_followed_as_a_get(
+    flavour: str, run_server: Any
+) -> None:
+    """freelawproject/courtlistener#7927: the token endpoint 301-redirects ``POST /o/token``
+    to ``/o/token/``; a client following it re-issued the refresh as a GET without a body,
+    the grant failed, and every credential died an hour after authorization. R13: the token
+    request never follows a redirect. With the slashless URL: one POST, nothing at
+    ``/o/token/`` (no bodiless GET), a ``RefreshError`` naming the redirect, not a
+    ``ReauthorizationRequired`` (nothing says the grant is dead), nothing merged. With the
+    URL as the server publishes it (trailing slash kept, not normalized): one POST there,
+    and the request succeeds after one replay."""
+    endpoint = SlashTokenEndpoint()
+    url = run_server(endpoint.app())
+    credentials = {"access_token": TOKENS["old"], "refresh_token": "REFRESH-TOKEN-7927"}
+
+    def auth(token_url: str) -> hr.RefreshAuth:
+        grant = hr.OAuth2Refresh(token_url, client_id="c", client_secret="CLIENT-SECRET-77")
+        return hr.RefreshAuth(dict(credentials), grant, retry=hr.RetryPolicy(attempts=1))
+
+    slashless = auth(f"{url}/o/token")
+    error = _slash_get(flavour, slashless)
+    assert type(error) is hr.RefreshError
+    assert (error.status_code, error.transient) == (301, False)
+    assert "redirect" in str(error)
+    assert [(method, path) for method, path, _ in endpoint.seen] == [("POST", "/o/token")]
+    assert dict(slashless.credentials) == credentials
+
+    published = auth(f"{url}/o/token/")
+    assert _slash_get(flavour, published) == 200
+    assert [(method, path) for method, path, _ in endpoint.seen[1:]] == [("POST", "/o/token/")]
+    assert "refresh_token=REFRESH-TOKEN-7927" in endpoint.seen[1][2]
+    assert published.stats == hr.RefreshStats(refreshes=1, replays=1, deduplicated=0, failures=0)

@@ -201,6 +201,21 @@ def test_R10_permanent_errors_are_not_retried(no_waits: None) -> None:
     assert endpoint.calls == 1
 
 
+async def cools_down_60_s(
+    client: httpx.AsyncClient, endpoint: TokenEndpoint, now: list[float]
+) -> None:
+    """After a failed refresh whose Retry-After is 60 s or more: at +59 s the request fails
+    fast without a token call; at +60 s one token call, and the request succeeds."""
+    calls = endpoint.calls
+    now[0] += 59
+    with pytest.raises(hr.RefreshError):
+        await client.get("http://api.test/")
+    assert endpoint.calls == calls
+    now[0] += 1
+    assert (await client.get("http://api.test/")).status_code == 200
+    assert endpoint.calls == calls + 1
+
+
 @pytest.mark.anyio
 async def test_R10_retry_after_is_honoured(caplog: pytest.LogCaptureFixture) -> None:
     """R10 + R15: the wait before the next attempt is the server's Retry-After (0 s here);
@@ -223,12 +238,7 @@ async def test_R10_retry_after_is_honoured(caplog: pytest.LogCaptureFixture) -> 
                 await client.get("http://api.test/")
             assert caught.value.retry_after == 3600
             assert endpoint.calls == 2
-            now[0] += 59
-            with pytest.raises(hr.RefreshError):
-                await client.get("http://api.test/")
-            assert endpoint.calls == 2
-            now[0] += 1
-            assert (await client.get("http://api.test/")).status_code == 200
+            await cools_down_60_s(client, endpoint, now)
     waits = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
     assert waits == ["refresh attempt 1 failed (RefreshError); retrying in 0.00 s"]
     assert endpoint.calls == 3
@@ -459,3 +469,116 @@ def test_C19_token_endpoint_always_invalid_grant(run_server: Any) -> None:
         auth.update_credentials({"access_token": "A-new", "refresh_token": "R-new"})
         assert client.get(f"{url}/api").status_code == 200
     assert seen == {"token": 1, "api": 2}
+
+
+# -- token-refresh failures reported against other libraries ---------------------------------
+
+
+def bad_gateway() -> httpx.Response:
+    """A gateway's 502 page (a new response each time: one is read only once)."""
+    return httpx.Response(
+        502,
+        content=b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
+        headers={"Content-Type": "text/html"},
+    )
+
+
+def test_foyoux_aligo_105_bad_gateway_html_page_is_retried_not_reauthorization_sync(
+    no_waits: None,
+) -> None:
+    """foyoux/aligo#105: a gateway's 502 HTML page on the token request made the client ask
+    the user to log in again, though the refresh token was fine (the next run refreshed
+    without a new login). R10: a 5xx is transient, whatever its body. One 502 then a token:
+    2 token calls within one refresh, the request succeeds after 1 replay. Three 502s (all
+    attempts): a transient ``RefreshError`` (never ``ReauthorizationRequired``), and once the
+    cooldown is over the next request refreshes and succeeds: nothing was marked dead."""
+    endpoint = TokenEndpoint(bad_gateway(), ok())
+    auth = make_auth(endpoint)
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
+        assert client.get("http://api.test/").status_code == 200
+    assert endpoint.calls == 2
+    assert auth.stats == hr.RefreshStats(refreshes=1, replays=1, deduplicated=0, failures=0)
+
+    now = [1_000_000.0]
+    endpoint = TokenEndpoint(bad_gateway(), bad_gateway(), bad_gateway(), ok())
+    auth = make_auth(endpoint, retry=hr.RetryPolicy(attempts=3, cooldown=5.0), clock=lambda: now[0])
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
+        with pytest.raises(hr.RefreshError) as caught:
+            client.get("http://api.test/")
+        assert type(caught.value) is hr.RefreshError
+        assert (caught.value.status_code, caught.value.transient) == (502, True)
+        assert endpoint.calls == 3
+        now[0] += 6.0
+        assert client.get("http://api.test/").status_code == 200
+    assert endpoint.calls == 4
+
+
+@pytest.mark.anyio
+async def test_foyoux_aligo_105_bad_gateway_html_page_is_retried_not_reauthorization_async(
+    no_waits: None,
+) -> None:
+    """foyoux/aligo#105: as the sync case (one 502 HTML page, then a token), through
+    AsyncClient on asyncio and trio: 2 token calls in one refresh, 1 replay, 200."""
+    endpoint = TokenEndpoint(bad_gateway(), ok())
+    auth = make_auth(endpoint)
+    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+        with anyio.fail_after(10):
+            assert (await client.get("http://api.test/")).status_code == 200
+    assert endpoint.calls == 2
+    assert auth.stats == hr.RefreshStats(refreshes=1, replays=1, deduplicated=0, failures=0)
+
+
+async def rate_limited_then_cools_down(retry_after: str) -> hr.RefreshError:
+    """The token endpoint answers 429 with ``retry_after`` (a wait beyond ``wait_max``),
+    then a token. The refresh fails after 1 token call with a transient RefreshError (no
+    retry within the flight), the cooldown lasts 60 s (:func:`cools_down_60_s`), then the
+    request succeeds: 2 token calls in all. Returns the first error."""
+    now = [1_000_000.0]
+    endpoint = TokenEndpoint(httpx.Response(429, headers={"Retry-After": retry_after}), ok())
+    auth = make_auth(endpoint, clock=lambda: now[0])
+    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+        with anyio.fail_after(5):
+            with pytest.raises(hr.RefreshError) as caught:
+                await client.get("http://api.test/")
+            assert (caught.value.status_code, caught.value.transient) == (429, True)
+            assert endpoint.calls == 1
+            await cools_down_60_s(client, endpoint, now)
+    assert endpoint.calls == 2
+    return caught.value
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "retry_after",
+    ["9" * 400, "1" + "0" * 30, "Fri, 31 Dec 9999 23:59:59 GMT"],
+    ids=["400-digits", "1e30-seconds", "year-9999"],
+)
+async def test_atlassian_api_atlassian_python_api_1602_huge_retry_after_cools_down_60_s(
+    retry_after: str,
+) -> None:
+    """atlassian-api/atlassian-python-api#1602: a ``Retry-After`` with a very large value
+    crashed the client with ``OverflowError`` instead of backing off. R10: the refresh fails
+    with a transient ``RefreshError`` after 1 token call (the wait is beyond ``wait_max``, so
+    no retry within the flight), requests fail fast for the cooldown, which honours
+    Retry-After only up to 60 s: at +59 s no token call, at +60 s one, and it succeeds."""
+    error = await rate_limited_then_cools_down(retry_after)
+    assert error.retry_after is not None
+    assert error.retry_after > 60
+
+
+@pytest.mark.anyio
+async def test_lidge_jun_opencodex_4046_retry_after_http_date_from_the_token_endpoint(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """lidge-jun/opencodex#4046: the token request's retry loop ignored a ``Retry-After``
+    given as an HTTP-date (RFC 9110 section 10.2.3) and retried at once, into the same
+    rate limit. Here the token endpoint answers 429 with ``Retry-After`` one hour ahead as an
+    IMF-fixdate: no retry within the flight (1 token call, no "retrying" log), the error
+    carries the wait (about 3600 s), and the cooldown honours it up to 60 s."""
+    caplog.set_level(logging.WARNING, logger="httpx_refresh")
+    error = await rate_limited_then_cools_down(
+        email.utils.formatdate(time.time() + 3600, usegmt=True)
+    )
+    assert error.retry_after is not None
+    assert 3590 < error.retry_after <= 3600
+    assert [r for r in caplog.records if "retrying in" in r.getMessage()] == []

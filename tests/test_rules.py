@@ -12,6 +12,7 @@ the token endpoint's (or the store's) latency, which keeps a flight open while r
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import logging
@@ -30,7 +31,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 import httpx_refresh as hr
@@ -2110,3 +2111,135 @@ def test_R2_short_but_valid_lifetime_is_still_refreshed_proactively() -> None:
             now[0] += 0.6
     assert len(calls) == 6
     assert auth.stats.replays == 0
+
+
+# -- token-refresh failures reported against other libraries ---------------------------------
+
+
+@pytest.mark.parametrize("second", ["asyncio", "trio"])
+def test_unstructured_io_unstructured_python_client_339_loop_closed_during_a_refresh(
+    second: str,
+) -> None:
+    """Unstructured-IO/unstructured-python-client#339: a token exchange tied to the event loop
+    of one ``asyncio.run()`` broke the next exchange in a later ``asyncio.run()`` (the lock was
+    bound to the closed loop). Harder here (R6, R7): the first ``asyncio.run()`` ends, and
+    closes its loop, while a refresh is still in flight on it (the request task is cancelled
+    by the shutdown). A second event loop (asyncio or trio) must neither wait on that dead
+    flight nor touch the closed loop: its request refreshes once and succeeds at once.
+    Refresher calls: 2 (the abandoned one, then one for the new loop); 1 replay."""
+    calls: list[str] = []
+    started: dict[str, Any] = {}
+
+    async def refresher(*, credentials: Mapping[str, Any], **_: Any) -> dict[str, Any]:
+        calls.append(credentials["access_token"])
+        if len(calls) == 1:
+            started["event"].set()
+            await anyio.sleep_forever()  # still in flight when the first loop closes
+        return {"access_token": "A2", "expires_in": 3600}
+
+    def api(request: httpx.Request) -> httpx.Response:
+        ok = request.headers.get("Authorization") == "Bearer A2"
+        return httpx.Response(200 if ok else 401)
+
+    auth = hr.RefreshAuth(dict(CREDS), refresher)
+
+    async def first() -> None:
+        started["event"] = asyncio.Event()
+        async with mock_aclient(api, auth) as client:
+            started["task"] = asyncio.ensure_future(client.get(f"{API}/first"))
+            await asyncio.wait_for(started["event"].wait(), WAIT)
+        # Return with the request task and its refresh in flight: asyncio.run() cancels
+        # what is left, then closes the loop.
+
+    asyncio.run(first())
+    assert calls == ["A1"]
+
+    async def then() -> int:
+        with anyio.fail_after(5):
+            async with mock_aclient(api, auth) as client:
+                return (await client.get(f"{API}/second")).status_code
+
+    assert anyio.run(then, backend=second) == 200
+    assert calls == ["A1", "A1"]
+    assert auth.credentials["access_token"] == "A2"
+    assert auth.stats.replays == 1
+    assert auth.stats.refreshes == 1
+
+
+class DripApi:
+    """An API whose answer to the new token streams in two chunks; the second is sent only
+    once the client has received the first (``release``), else ``LATE`` after 5 s."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.seen: list[str] = []
+
+    async def data(self, request: Request) -> Response:
+        token = request.headers.get("Authorization", "")
+        with self.lock:
+            self.seen.append(token)
+        if token != "Bearer A2":
+            return JSONResponse({"error": "invalid_token"}, status_code=401)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b"first;"
+            released = await anyio.to_thread.run_sync(self.release.wait, 5.0)
+            yield b"second" if released else b"LATE"
+
+        return StreamingResponse(body())
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/data", self.data)])
+
+
+def stream_auth() -> hr.RefreshAuth:
+    return hr.RefreshAuth(dict(CREDS), lambda **_: {"access_token": "A2"})
+
+
+def test_encode_httpx_1256_client_stream_is_authenticated_and_streams_the_replay_sync(
+    run_server: Any,
+) -> None:
+    """encode/httpx#1256: ``Client.stream()`` did not apply the client's auth. R4 with a
+    streamed response: the auth applies inside ``client.stream()``, the 401 leads to one
+    refresh and one replay, and the replay's body reaches the caller as it arrives, not read
+    ahead by the auth (the server sends its second chunk only after the caller has the
+    first): ``first;second``, 2 API calls, 1 refresh."""
+    api = DripApi()
+    url = run_server(api.app())
+    auth = stream_auth()
+    with (
+        httpx.Client(auth=auth, timeout=WAIT) as client,
+        client.stream("GET", f"{url}/data") as response,
+    ):
+        assert response.status_code == 200
+        chunks = response.iter_raw()
+        first = next(chunks)
+        api.release.set()
+        body = first + b"".join(chunks)
+    assert body == b"first;second"
+    assert api.seen == ["Bearer A1", "Bearer A2"]
+    assert auth.stats == hr.RefreshStats(refreshes=1, replays=1, deduplicated=0, failures=0)
+
+
+@pytest.mark.anyio
+async def test_encode_httpx_1256_client_stream_is_authenticated_and_streams_the_replay_async(
+    run_server: Any,
+) -> None:
+    """encode/httpx#1256: as the sync case, with ``AsyncClient.stream()`` on asyncio and trio."""
+    api = DripApi()
+    url = run_server(api.app())
+    auth = stream_auth()
+    with anyio.fail_after(WAIT):
+        async with (
+            httpx.AsyncClient(auth=auth, timeout=WAIT) as client,
+            client.stream("GET", f"{url}/data") as response,
+        ):
+            assert response.status_code == 200
+            body = b""
+            async for chunk in response.aiter_raw():
+                body += chunk
+                api.release.set()
+    assert body == b"first;second"
+    assert api.seen == ["Bearer A1", "Bearer A2"]
+    assert auth.stats == hr.RefreshStats(refreshes=1, replays=1, deduplicated=0, failures=0)

@@ -7,6 +7,7 @@ any request object with httpx's ``headers`` and ``url`` interface (httpx, httpx2
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,22 +30,59 @@ def _value(credentials: Mapping[str, Any], key: str, where: str) -> str:
     return str(value)
 
 
+#: Control characters (RFC 9110 section 5.5 forbids them in a field value; HTAB aside).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _field(value: str, name: str) -> str:
+    """A header value as RFC 9110 section 5.5 allows it, built from credentials.
+
+    Leading and trailing whitespace (a token read from a file with its newline) is not
+    part of a field value and is dropped. A control character left inside (CR, LF, NUL)
+    raises here, naming the header only: httpx's own error would quote the whole
+    value, token included, and a CR LF could inject a header.
+    """
+    value = value.strip(" \t\r\n")
+    if not value:
+        raise HttpxRefreshError(f"the {name} header built from the credentials is blank")
+    if _CONTROL.search(value):
+        raise HttpxRefreshError(
+            f"the {name} header built from the credentials contains a control character "
+            "(CR, LF, NUL, ...); not sent"
+        )
+    return value
+
+
+_UNCHECKED: tuple[object, str, str] = (None, "", "")
+
+
 class _Bearer:
-    __slots__ = ("_header", "_key", "_scheme")
+    __slots__ = ("_checked", "_header", "_key", "_scheme")
 
     def __init__(self, key: str, header: str, scheme: str) -> None:
         self._key = key
         self._header = header
         self._scheme = scheme
+        # (raw token, header value, token): the last token checked by _field. Every
+        # request of one credentials version carries the same str object, so the
+        # check (linear in the token's length) runs once per version, not per request.
+        self._checked: tuple[object, str, str] = _UNCHECKED
 
     def __call__(self, request: Any, credentials: Mapping[str, Any]) -> None:
-        token = _value(credentials, self._key, f"the {self._header} header")
-        request.headers[self._header] = f"{self._scheme} {token}" if self._scheme else token
+        self.apply_reporting(request, credentials)
 
     def apply_reporting(self, request: Any, credentials: Mapping[str, Any]) -> Written:
         """Apply, and say what was written (for the redirect guard)."""
-        token = _value(credentials, self._key, f"the {self._header} header")
-        value = f"{self._scheme} {token}" if self._scheme else token
+        raw = credentials.get(self._key)
+        checked = self._checked
+        if raw is not None and raw is checked[0]:
+            value, token = checked[1], checked[2]
+        else:
+            token = _field(
+                _value(credentials, self._key, f"the {self._header} header"), self._header
+            )
+            value = f"{self._scheme} {token}" if self._scheme else token
+            self._checked = (raw, value, token)  # one attribute write: no torn reads
         request.headers[self._header] = value
         return frozenset({self._header.lower()}), _NONE, (value, token)
 
@@ -65,8 +103,11 @@ def bearer(
     Returns:
         An applier for ``RefreshAuth(apply=...)``.
 
+    Leading and trailing whitespace around the token is dropped (RFC 9110 section 5.5).
+
     Raises:
-        HttpxRefreshError: at request time, if the credentials have no value for ``key``.
+        HttpxRefreshError: at request time, if the credentials have no value for ``key``,
+            or it holds a control character such as CR or LF (the message never quotes it).
     """
     return _Bearer(key, header, scheme)
 
@@ -98,6 +139,7 @@ class _Headers:
                 raise HttpxRefreshError(
                     f"credentials have no {exc.args[0]!r} for the {name} header"
                 ) from None
+        values = {name: _field(value, name) for name, value in values.items()}
         for name, value in values.items():
             request.headers[name] = value
         return frozenset(name.lower() for name in values), _NONE, tuple(values.values())
@@ -128,7 +170,9 @@ def headers(templates: Mapping[str, str]) -> Applier:
 
     Raises:
         ValueError: at once, if a template field is not a plain key.
-        HttpxRefreshError: at request time, if a key is missing from the credentials.
+        HttpxRefreshError: at request time, if a key is missing from the credentials or a
+            value holds a control character such as CR or LF (never quoted); leading and
+            trailing whitespace of each header value is dropped (RFC 9110 section 5.5).
     """
     return _Headers(templates)
 

@@ -165,7 +165,9 @@ def merge_credentials(
     """Merge what a refresh returned into the old credentials (DESIGN R8).
 
     Shallow: returned keys overwrite, absent keys stay, a returned ``None`` keeps the
-    old value. A new ``access_token`` or new expiry information replaces all the old
+    old value, and so does an empty ``refresh_token`` (RFC 6749 section 6 and appendix
+    A.17: a refresh token has at least one character; some providers send ``""`` when
+    they issue no new one). A new ``access_token`` or new expiry information replaces all the old
     expiry fields, so a new token without ``expires_in`` / ``expires_at`` has an
     unknown expiry. When the refresh gave ``expires_in`` only, an absolute
     ``expires_at`` (epoch seconds) is added so persisted credentials stay meaningful.
@@ -180,6 +182,10 @@ def merge_credentials(
     """
     merged = dict(old)
     given = {key: value for key, value in returned.items() if value is not None}
+    if given.get("refresh_token") == "":
+        # RFC 6749 section 6: the server MAY issue a new refresh token; an empty string
+        # is not one (appendix A.17: refresh-token = 1*VSCHAR). Keep the old one.
+        del given["refresh_token"]
     if "access_token" in given or any(key in given for key in EXPIRY_KEYS):
         # Expiry belongs to the access token: new token or new expiry information
         # replaces all of the old expiry information (never a stale lifetime).

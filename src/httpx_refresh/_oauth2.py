@@ -226,7 +226,12 @@ class _TokenGrant:
                 "redirects",
                 status_code=status,
             )
-        if oauth_error in PERMANENT_ERRORS or (status == 401 and oauth_error is None):
+        # A 401 from the token endpoint rejects the client or its grant whatever the
+        # code says (RFC 6749 section 5.2 names invalid_client; servers send their own,
+        # e.g. "unauthorized"): presenting the same again cannot succeed.
+        if oauth_error in PERMANENT_ERRORS or (
+            status == 401 and oauth_error not in TRANSIENT_ERRORS
+        ):
             raise ReauthorizationRequired(
                 f"token endpoint answered {detail}", oauth_error=oauth_error, status_code=status
             )
@@ -362,9 +367,10 @@ class _TokenGrant:
 class OAuth2Refresh(_TokenGrant):
     """Refresher for the RFC 6749 section 6 refresh_token grant.
 
-    Posts ``grant_type=refresh_token`` with the credentials' ``refresh_token``. A
-    rotated ``refresh_token`` in the response replaces the old one when merged; a
-    response without one keeps it (DESIGN R8).
+    Posts ``grant_type=refresh_token`` with the credentials' ``refresh_token`` (without
+    surrounding whitespace, which no refresh token has). A rotated ``refresh_token`` in
+    the response replaces the old one when merged; a response without one (or with an
+    empty one) keeps it.
 
     Args:
         token_url: the token endpoint (absolute http or https URL).
@@ -379,8 +385,10 @@ class OAuth2Refresh(_TokenGrant):
         timeout: seconds for the whole token request (httpx timeout).
         verify: TLS verification as httpx takes it (``True``, a CA bundle path, or an
             ``ssl.SSLContext``); the context is built once, off the event loop.
-        transport: an ``httpx.BaseTransport`` for the sync client (tests).
-        async_transport: an ``httpx.AsyncBaseTransport`` for the async client (tests).
+        transport: an ``httpx.BaseTransport`` for the sync client (tests, or
+            ``httpx.HTTPTransport(proxy=...)`` for a proxy set in code). Without one, the
+            proxy environment variables apply (``HTTPS_PROXY``, ``NO_PROXY``, ...).
+        async_transport: an ``httpx.AsyncBaseTransport`` for the async client (likewise).
 
     Raises:
         ValueError: ``token_url`` is not an absolute http(s) URL, or ``client_auth`` is unknown.
@@ -390,6 +398,10 @@ class OAuth2Refresh(_TokenGrant):
 
     def _grant_fields(self, credentials: Mapping[str, Any]) -> dict[str, str]:
         refresh_token = credentials.get("refresh_token")
+        if isinstance(refresh_token, str):
+            # RFC 6749 appendix A.17: a refresh token has no whitespace; what surrounds one
+            # came from where it was kept (a file or variable with its newline).
+            refresh_token = refresh_token.strip(" \t\r\n")
         if not isinstance(refresh_token, str) or not refresh_token:
             raise ReauthorizationRequired("credentials have no refresh_token to refresh with")
         return {"refresh_token": refresh_token}
