@@ -1937,37 +1937,51 @@ async def test_update_credentials_clears_reauthorization_required_async() -> Non
 # -- R2 / R11: a provider that hands out already-expiring tokens ----------------------
 
 
-@pytest.mark.parametrize("expires_in", [0, -5, "0"])
-def test_R11_token_expiring_at_issue_does_not_refresh_on_every_request(expires_in: object) -> None:
-    """R2 + R11: a refresh that returns ``expires_in: 0`` (or a past expiry) must not
-    make every following request refresh again: within ``min_refresh_interval`` of the
-    refresh the new token is used as is; after it, one proactive refresh happens."""
+@pytest.mark.parametrize(
+    "expiry",
+    [{"expires_in": 0}, {"expires_in": -5}, {"expires_in": "0"}, {"expires_at": 999_000.0}],
+    ids=["0", "-5", "str-0", "past-expires_at"],
+)
+def test_R2_token_expiring_at_issue_is_an_unknown_expiry(
+    expiry: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    """R2: a refresh that returns ``expires_in <= 0`` (a token that does not expire, for
+    several providers) or an absolute expiry already past on arrival (clock skew) has an
+    unknown expiry: no proactive refresh ever (this used to refresh every
+    ``min_refresh_interval``: 120 token calls in 10 minutes at 1 request/s), a 401
+    refreshes once and replays once; at most one log line per refresh result."""
+    caplog.set_level(logging.DEBUG, logger="httpx_refresh")
     now = [1_000_000.0]
     calls: list[int] = []
 
     def refresher(**_: object) -> dict[str, object]:
         calls.append(1)
-        return {"access_token": f"T{len(calls)}", "expires_in": expires_in}
+        return {"access_token": f"T{len(calls)}", **expiry}
 
     sent: list[str] = []
+    revoked: set[str] = set()
 
     def api(request: httpx.Request) -> httpx.Response:
         sent.append(request.headers["Authorization"])
-        return httpx.Response(200)
+        return httpx.Response(401 if request.headers["Authorization"] in revoked else 200)
 
     auth = hr.RefreshAuth(
         {"refresh_token": "R"}, refresher, clock=lambda: now[0], min_refresh_interval=5.0
     )
     with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
-        for _ in range(20):  # no access token: one refresh, then 19 requests reuse T1
+        for _ in range(600):  # no access token: one refresh, then 10 minutes at 1 request/s
             assert client.get("http://api.test/").status_code == 200
-            now[0] += 0.2
+            now[0] += 1.0
         assert len(calls) == 1
-        now[0] += 1.5  # past 5 s after the refresh: the expired token is refreshed once
+        revoked.add("Bearer T1")  # the provider ends the token: a 401, one refresh, one replay
         assert client.get("http://api.test/").status_code == 200
         assert client.get("http://api.test/").status_code == 200
     assert len(calls) == 2
-    assert sent == ["Bearer T1"] * 20 + ["Bearer T2"] * 2
+    assert sent == ["Bearer T1"] * 601 + ["Bearer T2"] * 2
+    assert auth.stats.replays == 1
+    assert auth.stats.refreshes == 2
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == (2 if "expires_at" in expiry else 0)  # one per refresh result
 
 
 # -- R7 / R10: a refresher that hangs past its timeout -----------------------------------
