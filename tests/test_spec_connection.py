@@ -833,27 +833,22 @@ def test_connect_rejects_an_unknown_keyword(tmp_path: Path) -> None:
 
 # -- a real token endpoint that sends a byte order mark (issue 15 item 1) ---------------------
 
-BOM_SPEC = """
-name: Example
-auth:
-  type: oauth2
-  getOAuthConfig:
-    type: mapping
-    mapping:
-      clientId: {$var: connectorParameters.clientId}
-      clientSecret: {$var: connectorParameters.clientSecret}
-      tokenUri: {$concat: [{$var: connectorParameters.server}, /token]}
-  getCredentialsFromRefreshTokenResponse:
-    type: mapping
-    mapping:
-      tenant: {$var: tokenResponse.tenant}
-  makeApiClient:
-    type: mapping
-    mapping:
-      baseUri: {$var: connectorParameters.server}
-      headers:
-        Authorization: {$concat: ["Bearer ", {$var: credentials.access_token}]}
-"""
+# OAUTH_SPEC with the token endpoint and the API on a real server, and a
+# getCredentialsFromRefreshTokenResponse that reads the token response.
+BOM_SPEC = (
+    OAUTH_SPEC.replace(
+        "tokenUri: https://auth.example.com/oauth/token",
+        "tokenUri: {$concat: [{$var: connectorParameters.server}, /token]}",
+    )
+    .replace("baseUri: https://api.example.com/v2", "baseUri: {$var: connectorParameters.server}")
+    .replace(
+        "  makeApiClient:",
+        "  getCredentialsFromRefreshTokenResponse:\n"
+        "    type: mapping\n"
+        "    mapping: {tenant: {$var: tokenResponse.tenant}}\n"
+        "  makeApiClient:",
+    )
+)
 
 
 def test_oauth2_byte_order_mark_token_responses_with_rotation(
