@@ -28,6 +28,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import httpx
 import pytest
+from servers import FakeClock, OAuthServer, get_every
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -1982,6 +1983,121 @@ def test_R2_token_expiring_at_issue_is_an_unknown_expiry(
     assert auth.stats.refreshes == 2
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == (2 if "expires_at" in expiry else 0)  # one per refresh result
+
+
+# -- R2: expiry on the client's own clock, against a real server (issue 15 items 2, 3) -----
+
+SKEW = {  # skew (server clock minus client clock, s), expires_in sent?, token calls, replays
+    "ahead-120": (-120.0, True, 4, 0),
+    "behind-120": (120.0, True, 4, 0),
+    "in-sync": (0.0, True, 4, 0),
+    "ahead-120-expires_at-only": (-120.0, False, 2, 1),
+    "behind-120-expires_at-only": (120.0, False, 2, 1),
+}
+
+
+@pytest.mark.parametrize(("skew", "with_expires_in", "calls", "replays"), SKEW.values(), ids=SKEW)
+def test_R2_one_refresh_per_token_lifetime_whatever_the_clock_skew(
+    run_server: Callable[[Any], str],
+    client_flavour: str,
+    caplog: pytest.LogCaptureFixture,
+    skew: float,
+    with_expires_in: bool,
+    calls: int,
+    replays: int,
+) -> None:
+    """R2 (issue 15 item 2): a real token endpoint on 127.0.0.1 whose clock is ``skew``
+    seconds off the client's issues 60 s tokens (rotating, single use) with ``expires_in:
+    60`` and its own absolute ``expires_at``; its API rejects a token 60 s after issue.
+    One request per second for 120 s (injected clock). ``expires_in`` counts on the
+    client's clock and wins: refreshes at 0, 30, 60 and 90 s (leeway 30 s), whatever the
+    skew; the client clock 120 s ahead used to make 24 token calls. With only
+    ``expires_at``, a client clock ahead sees it past on arrival (clock skew, one WARNING
+    per refresh result): the token is refreshed when rejected, once per lifetime; a client
+    clock behind uses the token until the rejection."""
+    caplog.set_level(logging.WARNING, logger="httpx_refresh")
+    clock = FakeClock()
+    start = clock()
+
+    def server_clock() -> float:
+        return clock() + skew
+
+    server = OAuthServer(
+        rotate=True,
+        single_use=True,
+        expires_in=60 if with_expires_in else None,
+        token_extra=lambda gen: {"expires_at": server_clock() + 60},
+        clock=server_clock,
+        api_lifetime=60,
+    )
+    url = run_server(server.app)
+    refresher = hr.OAuth2Refresh(f"{url}/token", client_id="cid", client_secret="csecret")
+    saved: list[dict[str, Any]] = []
+    auth = hr.RefreshAuth(
+        server.initial_credentials(expires_at=clock() - 1),
+        refresher,
+        clock=clock,
+        on_refresh=lambda credentials: saved.append(dict(credentials)),
+    )
+    statuses = get_every(
+        client_flavour,
+        (
+            lambda: httpx.Client(auth=auth, base_url=url, timeout=10),
+            lambda: httpx.AsyncClient(auth=auth, base_url=url, timeout=10),
+        ),
+        "/api",
+        count=120,
+        clock=clock,
+    )
+    assert statuses == [200] * 120
+    assert server.token_calls == calls
+    assert server.presented == list(range(calls))
+    assert auth.stats.replays == replays
+    assert auth.stats.failures == 0
+    if with_expires_in:  # merged and persisted: the client-clock expiry of the t = 90 s token
+        assert saved[-1]["expires_at"] == pytest.approx(start + 90 + 60)
+        assert auth.expires_at == pytest.approx(start + 90 + 60)
+    skewed = [r for r in caplog.records if "clock skew" in r.getMessage()]
+    assert len(skewed) == (calls if skew < 0 and not with_expires_in else 0)
+
+
+@pytest.mark.parametrize("expires_in", [0, "0"])
+def test_R2_expires_in_zero_from_a_real_token_endpoint_refreshes_on_rejection_only(
+    run_server: Callable[[Any], str],
+    client_flavour: str,
+    caplog: pytest.LogCaptureFixture,
+    expires_in: object,
+) -> None:
+    """R2 (issue 15 item 3): a real token endpoint on 127.0.0.1 that answers
+    ``expires_in: 0`` ("does not expire") and rotates single-use refresh tokens. Ten
+    minutes at one request per second (injected clock): 1 token call (the initial
+    credentials are expired), then none until the API rejects the token, then exactly one
+    refresh and one replay; nothing logged at WARNING. It used to make 120 token calls; the
+    merged credentials hold no ``expires_at``."""
+    caplog.set_level(logging.WARNING, logger="httpx_refresh")
+    clock = FakeClock()
+    server = OAuthServer(rotate=True, single_use=True, expires_in=expires_in, clock=clock)
+    url = run_server(server.app)
+    refresher = hr.OAuth2Refresh(f"{url}/token", client_id="cid", client_secret="csecret")
+    auth = hr.RefreshAuth(
+        server.initial_credentials(expires_at=clock() - 1), refresher, clock=clock
+    )
+    clients = (
+        lambda: httpx.Client(auth=auth, base_url=url, timeout=10),
+        lambda: httpx.AsyncClient(auth=auth, base_url=url, timeout=10),
+    )
+    statuses = get_every(client_flavour, clients, "/api", count=600, clock=clock)
+    assert statuses == [200] * 600
+    assert server.token_calls == 1
+    assert "expires_at" not in auth.credentials
+    assert auth.expires_at is None
+    server.revoke_access()
+    statuses = get_every(client_flavour, clients, "/api", count=2, clock=clock)
+    assert statuses == [200, 200]
+    assert server.token_calls == 2
+    assert server.presented == [0, 1]
+    assert auth.stats.replays == 1
+    assert [r.getMessage() for r in caplog.records] == []
 
 
 # -- R7 / R10: a refresher that hangs past its timeout -----------------------------------
