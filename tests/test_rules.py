@@ -2100,6 +2100,67 @@ def test_R2_expires_in_zero_from_a_real_token_endpoint_refreshes_on_rejection_on
     assert [r.getMessage() for r in caplog.records] == []
 
 
+def _dotnet(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.1234567Z", time.gmtime(when))
+
+
+EXPIRY_FORMATS = {  # how the token endpoint writes its expires_at; token calls in 240 s
+    "dotnet-7-digits": (_dotnet, 3),
+    "offset-without-colon": (lambda t: time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(t)), 3),
+    "lowercase-t-z": (lambda t: time.strftime("%Y-%m-%dt%H:%M:%Sz", time.gmtime(t)), 3),
+    "space-9-digits": (lambda t: time.strftime("%Y-%m-%d %H:%M:%S.123456789", time.gmtime(t)), 3),
+    "rfc-1123": (lambda t: time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(t)), 3),
+    "rfc-850": (lambda t: time.strftime("%A, %d-%b-%y %H:%M:%S GMT", time.gmtime(t)), 3),
+    "asctime": (lambda t: time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(t)), 3),
+    "unparseable": (lambda t: f"in {int(t)} ticks", 1),
+}
+
+
+@pytest.mark.parametrize(("write", "calls"), EXPIRY_FORMATS.values(), ids=EXPIRY_FORMATS)
+def test_R2_expires_at_as_providers_write_it_drives_the_proactive_refresh(
+    client_flavour: str,
+    caplog: pytest.LogCaptureFixture,
+    write: Callable[[float], str],
+    calls: int,
+) -> None:
+    """R2 (issue 15 item 9): a token endpoint (MockTransport) that gives only an absolute
+    ``expires_at`` 120 s ahead, written as .NET does (7 fraction digits), with ``+0000``,
+    lowercase, a space, or as an HTTP-date (RFC 1123, RFC 850, asctime). One request per
+    second for 240 s: refreshes at 0, ~90 and ~180 s, the same on Python 3.10 and 3.11+.
+    An unparseable value is logged without the value (one WARNING per refresh result) and
+    the expiry is unknown: no proactive refresh, no crash."""
+    caplog.set_level(logging.WARNING, logger="httpx_refresh")
+    clock = FakeClock(start=1_796_666_400.0)  # 2026-12-07T18:00:00Z
+    issued: list[str] = []
+
+    def token(request: httpx.Request) -> httpx.Response:
+        issued.append(write(clock() + 120))
+        return httpx.Response(
+            200, json={"access_token": f"A{len(issued)}", "expires_at": issued[-1]}
+        )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return token(request) if request.url.path == "/token" else httpx.Response(200)
+
+    refresher = hr.OAuth2Refresh(
+        "https://auth.test/token",
+        client_id="cid",
+        transport=httpx.MockTransport(handler),
+        async_transport=httpx.MockTransport(handler),
+    )
+    auth = hr.RefreshAuth({"refresh_token": "R1"}, refresher, clock=clock)
+    clients = (
+        lambda: httpx.Client(auth=auth, transport=httpx.MockTransport(handler)),
+        lambda: httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(handler)),
+    )
+    statuses = get_every(client_flavour, clients, f"{API}/x", count=240, clock=clock)
+    assert statuses == [200] * 240
+    assert len(issued) == calls
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == (calls if calls == 1 else 0)
+    assert not [w for w in warnings if any(value in w for value in issued)], "a value was logged"
+
+
 # -- R7 / R10: a refresher that hangs past its timeout -----------------------------------
 
 
