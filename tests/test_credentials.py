@@ -173,7 +173,10 @@ def test_R2_parse_expires_at_as_providers_send_it(value: str, expected: float) -
         "Dec 2026",
         "next tuesday",
         "may 5",
+        "jan " * 100_000 + "12:00",  # refused by length, before any pattern (no slow regex)
+        "2026-12-07T18:00:00." + "1" * 100,
     ],
+    ids=lambda value: value if len(value) < 40 else f"{value[:12]}...{len(value)}-chars",
 )
 def test_R2_parse_expires_at_malformed_dates_are_unknown(value: str) -> None:
     """R2: an almost-date is unknown (None), never a crash and never a guess."""

@@ -37,6 +37,8 @@ EXPIRY_KEYS = ("expires_in", "expires_at")
 SECRET_KEYS = ("access_token", "refresh_token", "id_token", "client_secret", "password", "api_key")
 _EPOCH_MS_THRESHOLD = 100_000_000_000  # 1e11 s is year 5138; above it, it is milliseconds
 _EPOCH_US_THRESHOLD = 100_000_000_000_000  # 1e14 ms is year 5138 too; above it, unparseable
+# A longer expires_at string is refused before any pattern runs on it (a real one is under 40).
+_MAX_DATE_LENGTH = 100
 
 
 def _seconds(value: Any) -> float | None:
@@ -142,7 +144,8 @@ def parse_expires_at(value: Any) -> float | None:
             of fraction digits, ``T``, ``t`` or a space before the time, and ``Z``,
             ``z``, ``UTC``, ``+hh:mm``, ``+hhmm`` or ``+hh`` (no zone: UTC); or an
             HTTP-date (RFC 9110 section 5.6.7: RFC 1123, RFC 850 or asctime; no zone:
-            GMT). Values before 1970 or above 1e14 (e.g. microseconds) are refused.
+            GMT). Values before 1970 or above 1e14 (e.g. microseconds), and strings
+            over 100 characters, are refused.
 
     Returns:
         Epoch seconds, or ``None`` when the value is missing or unparseable (never
@@ -155,6 +158,8 @@ def parse_expires_at(value: Any) -> float | None:
         number = _seconds(value)
     elif isinstance(value, str):
         text = value.strip()
+        if len(text) > _MAX_DATE_LENGTH:
+            return None
         number = _seconds(text)
         if number is None:
             number = _iso_8601(text)
