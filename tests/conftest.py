@@ -27,6 +27,13 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=["sync", "asyncio", "trio"])
+def client_flavour(request: pytest.FixtureRequest) -> str:
+    """A sync ``httpx.Client``, or an ``httpx.AsyncClient`` on asyncio or on trio (for tests
+    that run their own loop with ``anyio.run``, e.g. through ``servers.get_every``)."""
+    return str(request.param)
+
+
 def serve(app: Any) -> AbstractContextManager[str]:
     """Run ``app`` (ASGI) with uvicorn on 127.0.0.1 on a free port; yield its base URL.
 

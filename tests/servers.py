@@ -16,6 +16,7 @@ happened (a :class:`Gate` or a ``threading.Event``), without sleeping.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import threading
@@ -29,10 +30,10 @@ import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-__all__ = ["FakeClock", "Gate", "Hit", "OAuthServer", "wait_event"]
+__all__ = ["FakeClock", "Gate", "Hit", "OAuthServer", "get_every", "wait_event"]
 
 #: Seconds a server-side wait may take before the request is answered 504 instead.
 SERVER_WAIT = 10.0
@@ -59,6 +60,42 @@ class FakeClock:
 async def wait_event(event: threading.Event, seconds: float = SERVER_WAIT) -> bool:
     """Wait for a ``threading.Event`` from async code (any backend) without blocking the loop."""
     return await anyio.to_thread.run_sync(event.wait, seconds)
+
+
+def get_every(
+    flavour: str,
+    clients: tuple[Callable[[], Any], Callable[[], Any]],
+    path: str,
+    *,
+    count: int,
+    clock: FakeClock,
+    step: float = 1.0,
+) -> list[int]:
+    """Send ``count`` GETs of ``path`` one after another, moving ``clock`` on by ``step``
+    seconds after each; return their statuses.
+
+    ``flavour`` is ``"sync"`` (the first factory of ``clients`` makes an ``httpx.Client``)
+    or an anyio backend, ``"asyncio"`` or ``"trio"`` (the second makes an
+    ``httpx.AsyncClient``, run under ``anyio.run``); every GET is bounded by the client's
+    own timeout and the whole run by 120 s.
+    """
+    statuses: list[int] = []
+    if flavour == "sync":
+        with clients[0]() as client:
+            for _ in range(count):
+                statuses.append(client.get(path).status_code)
+                clock.advance(step)
+        return statuses
+
+    async def main() -> None:
+        with anyio.fail_after(120):
+            async with clients[1]() as client:
+                for _ in range(count):
+                    statuses.append((await client.get(path)).status_code)
+                    clock.advance(step)
+
+    anyio.run(main, backend=flavour)
+    return statuses
 
 
 class Gate:
@@ -144,6 +181,8 @@ class OAuthServer:
         clock: epoch seconds, used with ``api_lifetime``.
         api_lifetime: seconds after issue (by ``clock``) after which the API rejects an
             access token; ``None``: access tokens do not expire at the API.
+        bom: the token endpoint's JSON bodies (answers and errors) start with a UTF-8
+            byte order mark, as some Microsoft / .NET endpoints send them.
     """
 
     def __init__(
@@ -159,6 +198,7 @@ class OAuthServer:
         token_error: tuple[int, Mapping[str, Any]] | None = None,
         clock: Callable[[], float] = time.time,
         api_lifetime: float | None = None,
+        bom: bool = False,
     ) -> None:
         self.latency = latency
         self.rotate = rotate
@@ -170,6 +210,7 @@ class OAuthServer:
         self.token_error = token_error
         self.clock = clock
         self.api_lifetime = api_lifetime
+        self.bom = bom
         self.hooks: dict[str, Hook] = {}
         #: Set when a request reaches the token endpoint.
         self.token_arrived = threading.Event()
@@ -287,7 +328,7 @@ class OAuthServer:
 
     # -- endpoints -------------------------------------------------------------------
 
-    async def _token(self, request: Request) -> JSONResponse:
+    async def _token(self, request: Request) -> Response:
         form = dict(parse_qsl((await request.body()).decode("utf-8")))
         presented = form.get("refresh_token")
         with self._lock:
@@ -295,24 +336,30 @@ class OAuthServer:
             self._presented.append(self._refresh.get(presented) if presented else None)
         self.token_arrived.set()
         if self.token_hold is not None and not await wait_event(self.token_hold):
-            return JSONResponse({"error": "temporarily_unavailable"}, status_code=504)
+            return self._token_json({"error": "temporarily_unavailable"}, status_code=504)
         if self.latency:
             await anyio.sleep(self.latency)
         if self.token_error is not None:
             status, body = self.token_error
-            return JSONResponse(dict(body), status_code=status)
+            return self._token_json(dict(body), status_code=status)
         with self._lock:
             if form.get("grant_type") != "refresh_token":
-                return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+                return self._token_json({"error": "unsupported_grant_type"}, status_code=400)
             if presented is None or presented not in self._valid_refresh:
                 if self.single_use and presented in self._used_refresh:
                     self._valid_refresh.clear()
                     self._valid_access.clear()
-                return JSONResponse({"error": "invalid_grant"}, status_code=400)
+                return self._token_json({"error": "invalid_grant"}, status_code=400)
             if self.rotate:
                 self._used_refresh.add(presented)
             payload = self._issue()
-        return JSONResponse(payload)
+        return self._token_json(payload)
+
+    def _token_json(self, body: Mapping[str, Any], status_code: int = 200) -> Response:
+        if not self.bom:
+            return JSONResponse(dict(body), status_code=status_code)
+        content = b"\xef\xbb\xbf" + json.dumps(dict(body)).encode("utf-8")
+        return Response(content, status_code=status_code, media_type="application/json")
 
     def _check(self, token: str | None) -> tuple[int | None, bool]:
         with self._lock:

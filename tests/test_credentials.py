@@ -40,7 +40,7 @@ REFRESH_2 = "rt-two-6e1a3b8f0d"
     [
         (3600, 3600.0),
         (3600.5, 3600.5),
-        (0, 0.0),
+        (0.001, 0.001),
         ("3600", 3600.0),
         ("3600.0", 3600.0),
         (" 3600 ", 3600.0),
@@ -79,10 +79,12 @@ def test_R2_parse_expires_in_unparseable_is_unknown(value: Any) -> None:
     assert parse_expires_in(value) is None
 
 
-@pytest.mark.parametrize("value", [-5, -0.5, "-60"])
-def test_R2_parse_expires_in_negative_is_already_expired(value: Any) -> None:
-    """R2: a negative lifetime is clamped to 0 (expired now), never to "never expires"."""
-    assert parse_expires_in(value) == 0.0
+@pytest.mark.parametrize("value", [0, 0.0, -0.0, "0", " 0 ", "0.0", -5, -0.5, "-60"])
+def test_R2_parse_expires_in_zero_or_negative_is_unknown(value: Any) -> None:
+    """R2: ``expires_in <= 0`` (a number or a numeric string) means the expiry is unknown:
+    several providers send 0 for a token that does not expire (it used to mean "expired
+    now", and made every request refresh)."""
+    assert parse_expires_in(value) is None
 
 
 # -- parse_expires_at ------------------------------------------------------------------
@@ -116,6 +118,71 @@ def test_R2_parse_expires_at_naive_iso_is_utc_not_local_time() -> None:
     text = "2030-01-02T03:04:05"
     expected = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc).timestamp()
     assert parse_expires_at(text) == expected
+
+
+# 2026-12-07T18:00:00Z in epoch seconds.
+DEC_7 = datetime(2026, 12, 7, 18, 0, 0, tzinfo=timezone.utc).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-12-07T18:00:00.1Z", DEC_7 + 0.1),
+        ("2026-12-07T18:00:00.12Z", DEC_7 + 0.12),
+        ("2026-12-07T18:00:00.123456Z", DEC_7 + 0.123456),
+        ("2026-12-07T18:00:00.1234567Z", DEC_7 + 0.1234567),  # .NET: 7 digits
+        ("2026-12-07T18:00:00.123456789Z", DEC_7 + 0.123456789),
+        ("2026-12-07T18:00:00.1234567890123+00:00", DEC_7 + 0.1234567890123),
+        ("2026-12-07T18:00:00,5Z", DEC_7 + 0.5),
+        ("2026-12-07T18:00:00+0000", DEC_7),
+        ("2026-12-07T18:00:00+00:00", DEC_7),
+        ("2026-12-07T18:00:00-0000", DEC_7),
+        ("2026-12-07T19:30:00+0130", DEC_7),
+        ("2026-12-07T20:00:00+02", DEC_7),
+        ("2026-12-07T13:00:00.1234567-05:00", DEC_7 + 0.1234567),
+        ("2026-12-07t18:00:00z", DEC_7),
+        ("2026-12-07 18:00:00Z", DEC_7),
+        ("2026-12-07 18:00:00.1234567", DEC_7 + 0.1234567),  # naive: UTC
+        ("2026-12-07 18:00:00 UTC", DEC_7),
+        ("2026-12-07T18:00Z", DEC_7),
+        ("2026-12-07", DEC_7 - 18 * 3600),
+        ("2016-12-31T23:59:60Z", datetime(2017, 1, 1, tzinfo=timezone.utc).timestamp()),
+        ("Mon, 07 Dec 2026 18:00:00 GMT", DEC_7),  # RFC 1123 (HTTP-date)
+        ("Mon, 07 Dec 2026 19:00:00 +0100", DEC_7),
+        ("Monday, 07-Dec-26 18:00:00 GMT", DEC_7),  # RFC 850
+        ("Mon Dec  7 18:00:00 2026", DEC_7),  # asctime
+    ],
+)
+def test_R2_parse_expires_at_as_providers_send_it(value: str, expected: float) -> None:
+    """R2 (issue 15 item 9): ISO 8601 with any number of fraction digits, offsets with or
+    without a colon, lowercase ``t``/``z``, a space for ``T``, and HTTP-dates all parse,
+    with the same result on every supported Python (3.10's ``fromisoformat`` refused 7
+    fraction digits, ``Z`` and ``+0000``)."""
+    assert parse_expires_at(value) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-12-07T18:00:00.Z",
+        "2026-12-07T18:00:00+25:00",
+        "2026-12-07T18:00:00+01:75",
+        "2026-12-07T24:00:00Z",
+        "2026-02-30T18:00:00Z",
+        "2026-12-07T18:00:00Zjunk",
+        "26-12-07T18:00:00Z",
+        "Mon, 32 Dec 2026 18:00:00 GMT",
+        "Dec 2026",
+        "next tuesday",
+        "may 5",
+        "jan " * 100_000 + "12:00",  # refused by length, before any pattern (no slow regex)
+        "2026-12-07T18:00:00." + "1" * 100,
+    ],
+    ids=lambda value: value if len(value) < 40 else f"{value[:12]}...{len(value)}-chars",
+)
+def test_R2_parse_expires_at_malformed_dates_are_unknown(value: str) -> None:
+    """R2: an almost-date is unknown (None), never a crash and never a guess."""
+    assert parse_expires_at(value) is None
 
 
 @pytest.mark.parametrize(
@@ -184,7 +251,9 @@ def test_R2_make_snapshot_unparseable_expiry_logs_without_value(
     assert snapshot.expires_at is None
     assert snapshot.lifetime is None
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 2
+    assert len(warnings) == 1  # one line naming both fields
+    assert "expires_in" in warnings[0].getMessage()
+    assert "expires_at" in warnings[0].getMessage()
     assert all(r.name == "httpx_refresh" for r in warnings)
     values = {"expires_in": "abc-q7", "expires_at": "soon-x9", "access_token": ACCESS_1}
     logged = [name for name, value in values.items() if value in caplog.text]
@@ -277,14 +346,65 @@ def test_R8_expires_in_adds_absolute_expires_at() -> None:
     assert make_snapshot(merged, 0, now=NOW + 1000).expires_at == NOW + 3600
 
 
-def test_R8_explicit_expires_at_is_kept_as_given() -> None:
-    """R8: when the refresh returns both, its own ``expires_at`` is kept unchanged."""
+def test_R2_expires_in_wins_over_an_absolute_expires_at_sent_beside_it() -> None:
+    """R2: when the refresh returns both, ``expires_in`` (counted from arrival, on the
+    client's clock) wins over the server's absolute ``expires_at``, in the merged (and so
+    persisted) credentials too. It used to keep the server's value."""
     merged = merge_credentials(
         {"access_token": ACCESS_1},
         {"access_token": ACCESS_2, "expires_in": 3600, "expires_at": NOW + 100},
         now=NOW,
     )
-    assert merged["expires_at"] == NOW + 100
+    assert merged["expires_at"] == NOW + 3600
+    assert make_snapshot(merged, 1, now=NOW, refreshed=True).expires_at == NOW + 3600
+    assert make_snapshot(merged, 1, now=NOW + 50).expires_at == NOW + 3600  # after a restart
+
+
+@pytest.mark.parametrize("expires_in", [0, "0", -1, " -30 "])
+def test_R2_expires_in_zero_adds_no_expires_at_and_drops_the_old_expiry(
+    expires_in: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """R2 / R8 (issue 15 item 3): ``expires_in <= 0`` is an unknown expiry: the merge adds
+    no ``expires_at``, drops the old token's expiry fields, logs nothing (it is not an
+    error), and the snapshot never refreshes proactively."""
+    caplog.set_level(logging.DEBUG, logger="httpx_refresh")
+    old = {"access_token": ACCESS_1, "refresh_token": REFRESH_1, "expires_at": NOW + 5}
+    merged = merge_credentials(old, {"access_token": ACCESS_2, "expires_in": expires_in}, now=NOW)
+    assert merged == {
+        "access_token": ACCESS_2,
+        "refresh_token": REFRESH_1,
+        "expires_in": expires_in,
+    }
+    assert make_snapshot(merged, 1, now=NOW, refreshed=True).expires_at is None
+    assert make_snapshot(merged, 1, now=NOW + 10**6).expires_at is None  # after a restart
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize(
+    "expires_at", [NOW - 120, (NOW - 120) * 1000, "2023-11-14T22:11:20Z", NOW], ids=str
+)
+def test_R2_absolute_expiry_past_on_arrival_is_clock_skew(
+    expires_at: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """R2 (issue 15 item 2): a refresh result whose only expiry is an absolute
+    ``expires_at`` already past on arrival (the server's clock is behind) is left out:
+    the expiry is unknown (refresh on rejection only), with one WARNING without values."""
+    caplog.set_level(logging.DEBUG, logger="httpx_refresh")
+    old = {"access_token": ACCESS_1, "refresh_token": REFRESH_1, "expires_in": 60}
+    returned = {"access_token": ACCESS_2, "refresh_token": REFRESH_2, "expires_at": expires_at}
+    merged = merge_credentials(old, returned, now=NOW)
+    assert merged == {"access_token": ACCESS_2, "refresh_token": REFRESH_2}
+    assert make_snapshot(merged, 1, now=NOW, refreshed=True).expires_at is None
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert "clock skew" in warnings[0].getMessage()
+    # Only a refresh result is checked for skew: credentials given at start (or loaded)
+    # past their expires_at are simply expired, and refreshed proactively.
+    given = make_snapshot({"access_token": ACCESS_1, "expires_at": expires_at}, 0, now=NOW)
+    assert given.expires_at == pytest.approx(NOW - 120 if expires_at != NOW else NOW)
+    assert not any(secret in caplog.text for secret in (ACCESS_2, REFRESH_2, str(expires_at))), (
+        "a value was logged"
+    )
 
 
 def test_C16_refresh_without_refresh_token_keeps_R1_and_every_other_key() -> None:

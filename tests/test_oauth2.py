@@ -9,6 +9,7 @@ Rules: DESIGN R8, R10, R13; case C18 end to end through ``RefreshAuth``.
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,7 @@ from urllib.parse import parse_qs, unquote_plus
 import anyio
 import httpx
 import pytest
-from servers import OAuthServer
+from servers import FakeClock, OAuthServer, get_every
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -361,6 +362,56 @@ def test_token_response_json_without_json_content_type_is_accepted(invoke: Invok
     assert invoke(refresher, credentials=CREDENTIALS) == {"access_token": ACCESS_2}
 
 
+BOM_BODIES = {  # content type, Python codec of the body ("utf-8-sig" writes the BOM)
+    "utf-8-bom": ("application/json", "utf-8-sig"),
+    "utf-8-bom-charset": ("application/json; charset=utf-8", "utf-8-sig"),
+    "utf-8-bom-text-plain": ("text/plain", "utf-8-sig"),
+    "utf-16-bom": ("application/json", "utf-16"),
+    "utf-16-le": ("application/json", "utf-16-le"),
+    "utf-32-bom": ("application/json", "utf-32"),
+    "form-utf-8-bom": ("application/x-www-form-urlencoded", "utf-8-sig"),
+}
+
+
+@pytest.mark.parametrize(("content_type", "codec"), BOM_BODIES.values(), ids=BOM_BODIES.keys())
+def test_token_response_with_a_byte_order_mark_or_in_utf16_is_parsed(
+    invoke: Invoke, content_type: str, codec: str
+) -> None:
+    """Issue 15 item 1: a token response that starts with a UTF-8 byte order mark (some
+    Microsoft / .NET endpoints) parses as ``httpx.Response.json()`` parses it (RFC 8259
+    section 8.1), as do UTF-16 / UTF-32 JSON; it used to be refused ("not a JSON object")
+    and its rotated refresh token was lost."""
+    fields = {"access_token": ACCESS_2, "refresh_token": REFRESH_2, "expires_in": "3600"}
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        text = "&".join(f"{key}={value}" for key, value in fields.items())
+    else:
+        text = json.dumps(fields)
+    content = text.encode(codec)
+    endpoint = TokenEndpoint(
+        lambda r: httpx.Response(200, content=content, headers={"Content-Type": content_type})
+    )
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    assert invoke(refresher, credentials=CREDENTIALS) == fields
+    assert len(endpoint.requests) == 1
+
+
+@pytest.mark.parametrize("codec", ["utf-8-sig", "utf-16"])
+def test_R10_error_response_with_a_byte_order_mark_keeps_its_oauth_error(
+    invoke: Invoke, codec: str
+) -> None:
+    """Issue 15 item 1 / RFC 6749 section 5.2: an error body with a byte order mark is read
+    too, so ``invalid_grant`` is permanent (it used to be an anonymous 400)."""
+    content = json.dumps({"error": "invalid_grant"}).encode(codec)
+    endpoint = TokenEndpoint(
+        lambda r: httpx.Response(400, content=content, headers={"Content-Type": "application/json"})
+    )
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    with pytest.raises(hr.ReauthorizationRequired) as info:
+        invoke(refresher, credentials=CREDENTIALS)
+    assert info.value.oauth_error == "invalid_grant"
+    assert info.value.status_code == 400
+
+
 # -- error mapping (RFC 6749 section 5.2) -------------------------------------------------------
 
 
@@ -485,11 +536,20 @@ def test_R10_network_errors_are_transient(invoke: Invoke, exc: Exception) -> Non
     assert_no_secret(str(info.value), repr(info.value))
 
 
-@pytest.mark.parametrize(
-    "content", [b"<html>OK</html>", b"not json", b"[1, 2]", b'"token"', b""], ids=repr
-)
+NOT_AN_OBJECT = {
+    "html": b"<html>OK</html>",
+    "text": b"not json",
+    "array": b"[1, 2]",
+    "string": b'"token"',
+    "empty": b"",
+    "nested-too-deep": b"[" * 200_000 + b"]" * 200_000,  # 400 KB: under the size limit
+}
+
+
+@pytest.mark.parametrize("content", NOT_AN_OBJECT.values(), ids=NOT_AN_OBJECT.keys())
 def test_R10_2xx_without_a_json_object_is_a_refresh_error(invoke: Invoke, content: bytes) -> None:
-    """A 200 whose body is not a JSON object is a (non-permanent) RefreshError."""
+    """A 200 whose body is not a JSON object is a (non-permanent) RefreshError; JSON nested
+    deeper than Python can parse too (its ``RecursionError`` used to escape)."""
     endpoint = TokenEndpoint(
         lambda r: httpx.Response(200, content=content, headers={"Content-Type": "text/html"})
     )
@@ -1004,3 +1064,40 @@ def test_openrelik_openrelik_server_70_refresh_token_kept_with_a_newline_still_r
     assert server.token_calls == 1
     assert server.presented == [0]
     assert auth.stats == hr.RefreshStats(refreshes=1, replays=1, deduplicated=0, failures=0)
+
+
+# -- a real token endpoint that sends a byte order mark (RFC 8259 section 8.1) ---------------------
+
+
+def test_byte_order_mark_token_responses_with_rotation_through_two_refreshes(
+    run_server: Callable[[Any], str], client_flavour: str
+) -> None:
+    """Issue 15 item 1 (R2, R8) on a real server on 127.0.0.1: the token endpoint rotates
+    single-use refresh tokens and starts every JSON body with a UTF-8 byte order mark.
+    Over two expiry cycles (injected clock): exactly 2 token calls, the second presents
+    the rotated refresh token, no ``invalid_grant``, every request 200, no replay. It used
+    to fail the first refresh ("not a JSON object"), losing the rotated refresh token."""
+    clock = FakeClock()
+    server = OAuthServer(rotate=True, single_use=True, bom=True, expires_in=60, clock=clock)
+    url = run_server(server.app)
+    refresher = hr.OAuth2Refresh(f"{url}/token", client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    auth = hr.RefreshAuth(
+        server.initial_credentials(expires_at=clock() - 1), refresher, clock=clock
+    )
+    statuses = get_every(
+        client_flavour,
+        (
+            lambda: httpx.Client(auth=auth, base_url=url, timeout=10),
+            lambda: httpx.AsyncClient(auth=auth, base_url=url, timeout=10),
+        ),
+        "/api",
+        count=50,  # t = 0 (expired: refresh), ..., t = 30 (inside the leeway: refresh), ... 49
+        clock=clock,
+    )
+    assert statuses == [200] * 50
+    assert server.token_calls == 2
+    assert server.presented == [0, 1]
+    state = server.describe(auth.credentials)
+    assert (state["access_gen"], state["refresh_gen"], state["refresh_current"]) == (2, 2, True)
+    assert auth.stats.replays == 0
+    assert auth.stats.failures == 0

@@ -29,6 +29,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import httpx
 import pytest
+from servers import FakeClock, OAuthServer, get_every
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -1938,37 +1939,227 @@ async def test_update_credentials_clears_reauthorization_required_async() -> Non
 # -- R2 / R11: a provider that hands out already-expiring tokens ----------------------
 
 
-@pytest.mark.parametrize("expires_in", [0, -5, "0"])
-def test_R11_token_expiring_at_issue_does_not_refresh_on_every_request(expires_in: object) -> None:
-    """R2 + R11: a refresh that returns ``expires_in: 0`` (or a past expiry) must not
-    make every following request refresh again: within ``min_refresh_interval`` of the
-    refresh the new token is used as is; after it, one proactive refresh happens."""
+@pytest.mark.parametrize(
+    "expiry",
+    [{"expires_in": 0}, {"expires_in": -5}, {"expires_in": "0"}, {"expires_at": 999_000.0}],
+    ids=["0", "-5", "str-0", "past-expires_at"],
+)
+def test_R2_token_expiring_at_issue_is_an_unknown_expiry(
+    expiry: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    """R2: a refresh that returns ``expires_in <= 0`` (a token that does not expire, for
+    several providers) or an absolute expiry already past on arrival (clock skew) has an
+    unknown expiry: no proactive refresh ever (this used to refresh every
+    ``min_refresh_interval``: 120 token calls in 10 minutes at 1 request/s), a 401
+    refreshes once and replays once; at most one log line per refresh result."""
+    caplog.set_level(logging.DEBUG, logger="httpx_refresh")
     now = [1_000_000.0]
     calls: list[int] = []
 
     def refresher(**_: object) -> dict[str, object]:
         calls.append(1)
-        return {"access_token": f"T{len(calls)}", "expires_in": expires_in}
+        return {"access_token": f"T{len(calls)}", **expiry}
 
     sent: list[str] = []
+    revoked: set[str] = set()
 
     def api(request: httpx.Request) -> httpx.Response:
         sent.append(request.headers["Authorization"])
-        return httpx.Response(200)
+        return httpx.Response(401 if request.headers["Authorization"] in revoked else 200)
 
     auth = hr.RefreshAuth(
         {"refresh_token": "R"}, refresher, clock=lambda: now[0], min_refresh_interval=5.0
     )
     with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
-        for _ in range(20):  # no access token: one refresh, then 19 requests reuse T1
+        for _ in range(600):  # no access token: one refresh, then 10 minutes at 1 request/s
             assert client.get("http://api.test/").status_code == 200
-            now[0] += 0.2
+            now[0] += 1.0
         assert len(calls) == 1
-        now[0] += 1.5  # past 5 s after the refresh: the expired token is refreshed once
+        revoked.add("Bearer T1")  # the provider ends the token: a 401, one refresh, one replay
         assert client.get("http://api.test/").status_code == 200
         assert client.get("http://api.test/").status_code == 200
     assert len(calls) == 2
-    assert sent == ["Bearer T1"] * 20 + ["Bearer T2"] * 2
+    assert sent == ["Bearer T1"] * 601 + ["Bearer T2"] * 2
+    assert auth.stats.replays == 1
+    assert auth.stats.refreshes == 2
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == (2 if "expires_at" in expiry else 0)  # one per refresh result
+
+
+# -- R2: expiry on the client's own clock, against a real server (issue 15 items 2, 3) -----
+
+SKEW = {  # skew (server clock minus client clock, s), expires_in sent?, token calls, replays
+    "ahead-120": (-120.0, True, 4, 0),
+    "behind-120": (120.0, True, 4, 0),
+    "in-sync": (0.0, True, 4, 0),
+    "ahead-120-expires_at-only": (-120.0, False, 2, 1),
+    "behind-120-expires_at-only": (120.0, False, 2, 1),
+}
+
+
+@pytest.mark.parametrize(("skew", "with_expires_in", "calls", "replays"), SKEW.values(), ids=SKEW)
+def test_R2_one_refresh_per_token_lifetime_whatever_the_clock_skew(
+    run_server: Callable[[Any], str],
+    client_flavour: str,
+    caplog: pytest.LogCaptureFixture,
+    skew: float,
+    with_expires_in: bool,
+    calls: int,
+    replays: int,
+) -> None:
+    """R2 (issue 15 item 2): a real token endpoint on 127.0.0.1 whose clock is ``skew``
+    seconds off the client's issues 60 s tokens (rotating, single use) with ``expires_in:
+    60`` and its own absolute ``expires_at``; its API rejects a token 60 s after issue.
+    One request per second for 120 s (injected clock). ``expires_in`` counts on the
+    client's clock and wins: refreshes at 0, 30, 60 and 90 s (leeway 30 s), whatever the
+    skew; the client clock 120 s ahead used to make 24 token calls. With only
+    ``expires_at``, a client clock ahead sees it past on arrival (clock skew, one WARNING
+    per refresh result): the token is refreshed when rejected, once per lifetime; a client
+    clock behind uses the token until the rejection."""
+    caplog.set_level(logging.WARNING, logger="httpx_refresh")
+    clock = FakeClock()
+    start = clock()
+
+    def server_clock() -> float:
+        return clock() + skew
+
+    server = OAuthServer(
+        rotate=True,
+        single_use=True,
+        expires_in=60 if with_expires_in else None,
+        token_extra=lambda gen: {"expires_at": server_clock() + 60},
+        clock=server_clock,
+        api_lifetime=60,
+    )
+    url = run_server(server.app)
+    refresher = hr.OAuth2Refresh(f"{url}/token", client_id="cid", client_secret="csecret")
+    saved: list[dict[str, Any]] = []
+    auth = hr.RefreshAuth(
+        server.initial_credentials(expires_at=clock() - 1),
+        refresher,
+        clock=clock,
+        on_refresh=lambda credentials: saved.append(dict(credentials)),
+    )
+    statuses = get_every(
+        client_flavour,
+        (
+            lambda: httpx.Client(auth=auth, base_url=url, timeout=10),
+            lambda: httpx.AsyncClient(auth=auth, base_url=url, timeout=10),
+        ),
+        "/api",
+        count=120,
+        clock=clock,
+    )
+    assert statuses == [200] * 120
+    assert server.token_calls == calls
+    assert server.presented == list(range(calls))
+    assert auth.stats.replays == replays
+    assert auth.stats.failures == 0
+    if with_expires_in:  # merged and persisted: the client-clock expiry of the t = 90 s token
+        assert saved[-1]["expires_at"] == pytest.approx(start + 90 + 60)
+        assert auth.expires_at == pytest.approx(start + 90 + 60)
+    skewed = [r for r in caplog.records if "clock skew" in r.getMessage()]
+    assert len(skewed) == (calls if skew < 0 and not with_expires_in else 0)
+
+
+@pytest.mark.parametrize("expires_in", [0, "0"])
+def test_R2_expires_in_zero_from_a_real_token_endpoint_refreshes_on_rejection_only(
+    run_server: Callable[[Any], str],
+    client_flavour: str,
+    caplog: pytest.LogCaptureFixture,
+    expires_in: object,
+) -> None:
+    """R2 (issue 15 item 3): a real token endpoint on 127.0.0.1 that answers
+    ``expires_in: 0`` ("does not expire") and rotates single-use refresh tokens. Ten
+    minutes at one request per second (injected clock): 1 token call (the initial
+    credentials are expired), then none until the API rejects the token, then exactly one
+    refresh and one replay; nothing logged at WARNING. It used to make 120 token calls; the
+    merged credentials hold no ``expires_at``."""
+    caplog.set_level(logging.WARNING, logger="httpx_refresh")
+    clock = FakeClock()
+    server = OAuthServer(rotate=True, single_use=True, expires_in=expires_in, clock=clock)
+    url = run_server(server.app)
+    refresher = hr.OAuth2Refresh(f"{url}/token", client_id="cid", client_secret="csecret")
+    auth = hr.RefreshAuth(
+        server.initial_credentials(expires_at=clock() - 1), refresher, clock=clock
+    )
+    clients = (
+        lambda: httpx.Client(auth=auth, base_url=url, timeout=10),
+        lambda: httpx.AsyncClient(auth=auth, base_url=url, timeout=10),
+    )
+    statuses = get_every(client_flavour, clients, "/api", count=600, clock=clock)
+    assert statuses == [200] * 600
+    assert server.token_calls == 1
+    assert "expires_at" not in auth.credentials
+    assert auth.expires_at is None
+    server.revoke_access()
+    statuses = get_every(client_flavour, clients, "/api", count=2, clock=clock)
+    assert statuses == [200, 200]
+    assert server.token_calls == 2
+    assert server.presented == [0, 1]
+    assert auth.stats.replays == 1
+    assert [r.getMessage() for r in caplog.records] == []
+
+
+def _dotnet(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.1234567Z", time.gmtime(when))
+
+
+EXPIRY_FORMATS = {  # how the token endpoint writes its expires_at; token calls in 240 s
+    "dotnet-7-digits": (_dotnet, 3),
+    "offset-without-colon": (lambda t: time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(t)), 3),
+    "lowercase-t-z": (lambda t: time.strftime("%Y-%m-%dt%H:%M:%Sz", time.gmtime(t)), 3),
+    "space-9-digits": (lambda t: time.strftime("%Y-%m-%d %H:%M:%S.123456789", time.gmtime(t)), 3),
+    "rfc-1123": (lambda t: time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(t)), 3),
+    "rfc-850": (lambda t: time.strftime("%A, %d-%b-%y %H:%M:%S GMT", time.gmtime(t)), 3),
+    "asctime": (lambda t: time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(t)), 3),
+    "unparseable": (lambda t: f"in {int(t)} ticks", 1),
+}
+
+
+@pytest.mark.parametrize(("write", "calls"), EXPIRY_FORMATS.values(), ids=EXPIRY_FORMATS)
+def test_R2_expires_at_as_providers_write_it_drives_the_proactive_refresh(
+    client_flavour: str,
+    caplog: pytest.LogCaptureFixture,
+    write: Callable[[float], str],
+    calls: int,
+) -> None:
+    """R2 (issue 15 item 9): a token endpoint (MockTransport) that gives only an absolute
+    ``expires_at`` 120 s ahead, written as .NET does (7 fraction digits), with ``+0000``,
+    lowercase, a space, or as an HTTP-date (RFC 1123, RFC 850, asctime). One request per
+    second for 240 s: refreshes at 0, ~90 and ~180 s, the same on Python 3.10 and 3.11+.
+    An unparseable value is logged without the value (one WARNING per refresh result) and
+    the expiry is unknown: no proactive refresh, no crash."""
+    caplog.set_level(logging.WARNING, logger="httpx_refresh")
+    clock = FakeClock(start=1_796_666_400.0)  # 2026-12-07T18:00:00Z
+    issued: list[str] = []
+
+    def token(request: httpx.Request) -> httpx.Response:
+        issued.append(write(clock() + 120))
+        return httpx.Response(
+            200, json={"access_token": f"A{len(issued)}", "expires_at": issued[-1]}
+        )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return token(request) if request.url.path == "/token" else httpx.Response(200)
+
+    refresher = hr.OAuth2Refresh(
+        "https://auth.test/token",
+        client_id="cid",
+        transport=httpx.MockTransport(handler),
+        async_transport=httpx.MockTransport(handler),
+    )
+    auth = hr.RefreshAuth({"refresh_token": "R1"}, refresher, clock=clock)
+    clients = (
+        lambda: httpx.Client(auth=auth, transport=httpx.MockTransport(handler)),
+        lambda: httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(handler)),
+    )
+    statuses = get_every(client_flavour, clients, f"{API}/x", count=240, clock=clock)
+    assert statuses == [200] * 240
+    assert len(issued) == calls
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == (calls if calls == 1 else 0)
+    assert not [w for w in warnings if any(value in w for value in issued)], "a value was logged"
 
 
 # -- R7 / R10: a refresher that hangs past its timeout -----------------------------------

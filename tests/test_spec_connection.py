@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 import anyio
 import httpx
 import pytest
+from servers import FakeClock, OAuthServer, get_every
 
 import httpx_refresh as hr
 
@@ -828,3 +829,63 @@ def test_connect_rejects_an_unknown_keyword(tmp_path: Path) -> None:
         connector_parameters=PARAMS, credentials={"access_token": "A"}, leeway=5.0
     )
     assert connection.auth.version == 0
+
+
+# -- a real token endpoint that sends a byte order mark (issue 15 item 1) ---------------------
+
+# OAUTH_SPEC with the token endpoint and the API on a real server, and a
+# getCredentialsFromRefreshTokenResponse that reads the token response.
+BOM_SPEC = (
+    OAUTH_SPEC.replace(
+        "tokenUri: https://auth.example.com/oauth/token",
+        "tokenUri: {$concat: [{$var: connectorParameters.server}, /token]}",
+    )
+    .replace("baseUri: https://api.example.com/v2", "baseUri: {$var: connectorParameters.server}")
+    .replace(
+        "  makeApiClient:",
+        "  getCredentialsFromRefreshTokenResponse:\n"
+        "    type: mapping\n"
+        "    mapping: {tenant: {$var: tokenResponse.tenant}}\n"
+        "  makeApiClient:",
+    )
+)
+
+
+def test_oauth2_byte_order_mark_token_responses_with_rotation(
+    tmp_path: Path, run_server: Callable[[Any], str], client_flavour: str
+) -> None:
+    """Issue 15 item 1 through a connector (the standard oauth2 refresh of a spec and its
+    getCredentialsFromRefreshTokenResponse), on a real server on 127.0.0.1 that rotates
+    single-use refresh tokens and starts its JSON bodies with a UTF-8 byte order mark.
+    Two expiry cycles: exactly 2 token calls, the second with the rotated refresh token,
+    no invalid_grant, the mapping saw the token response. It used to fail the first one."""
+    clock = FakeClock()
+    server = OAuthServer(
+        rotate=True,
+        single_use=True,
+        bom=True,
+        expires_in=60,
+        clock=clock,
+        token_extra=lambda gen: {"tenant": f"tenant-{gen}"},
+    )
+    url = run_server(server.app)
+    connector = hr.load_connector(write_spec(tmp_path, {"spec.yml": BOM_SPEC}))
+    connection = connector.connect(
+        connector_parameters={**PARAMS, "server": url},
+        credentials=server.initial_credentials(expires_at=clock() - 1),
+        clock=clock,
+    )
+    statuses = get_every(
+        client_flavour,
+        (lambda: connection.client(timeout=10), lambda: connection.async_client(timeout=10)),
+        "/api",
+        count=50,  # refreshes at t = 0 (expired) and t = 30 (inside the leeway)
+        clock=clock,
+    )
+    assert statuses == [200] * 50
+    assert server.token_calls == 2
+    assert server.presented == [0, 1]
+    state = server.describe(connection.credentials)
+    assert (state["access_gen"], state["refresh_gen"], state["refresh_current"]) == (2, 2, True)
+    assert connection.credentials["tenant"] == "tenant-2"
+    assert connection.auth.stats.failures == 0

@@ -136,7 +136,8 @@ class Decisions:
 
         ``-inf`` with no usable token, ``+inf`` with an unknown expiry, else
         ``expires_at - min(leeway, lifetime / 2)``. Credentials that a refresh produced
-        already due (e.g. ``expires_in: 0``, a past ``expires_at``, no token) are not
+        already due (no usable token; ``expires_in <= 0`` and an absolute expiry past on
+        arrival have an unknown expiry instead, see ``merge_credentials``) are not
         refreshed proactively again within ``min_refresh_interval`` of that refresh
         (R11: no refresh per request); a rejection still refreshes reactively.
         """

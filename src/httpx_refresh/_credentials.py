@@ -7,9 +7,11 @@ Pure functions with no I/O and no locks. Expiry follows RFC 6749 section 5.1
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import logging
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,18 +37,12 @@ EXPIRY_KEYS = ("expires_in", "expires_at")
 SECRET_KEYS = ("access_token", "refresh_token", "id_token", "client_secret", "password", "api_key")
 _EPOCH_MS_THRESHOLD = 100_000_000_000  # 1e11 s is year 5138; above it, it is milliseconds
 _EPOCH_US_THRESHOLD = 100_000_000_000_000  # 1e14 ms is year 5138 too; above it, unparseable
+# A longer expires_at string is refused before any pattern runs on it (a real one is under 40).
+_MAX_DATE_LENGTH = 100
 
 
-def parse_expires_in(value: Any) -> float | None:
-    """Parse an RFC 6749 ``expires_in`` value.
-
-    Args:
-        value: a number or a numeric string (surrounding spaces allowed), in seconds.
-
-    Returns:
-        The lifetime in seconds (never negative), or ``None`` when the value is
-        missing or not a finite number.
-    """
+def _seconds(value: Any) -> float | None:
+    """A finite number from a number or a numeric string (spaces allowed), else ``None``."""
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -58,43 +54,120 @@ def parse_expires_in(value: Any) -> float | None:
             return None
     except (ValueError, OverflowError):
         return None
-    if not math.isfinite(number):
+    return number if math.isfinite(number) else None
+
+
+def parse_expires_in(value: Any) -> float | None:
+    """Parse an RFC 6749 section 5.1 ``expires_in`` value.
+
+    Args:
+        value: a number or a numeric string (surrounding spaces allowed), in seconds.
+
+    Returns:
+        The lifetime in seconds (always above 0), or ``None`` when the expiry is
+        unknown: the value is missing, not a finite number, or ``<= 0`` (several
+        providers send ``0`` for a token that does not expire; DESIGN R2).
+    """
+    number = _seconds(value)
+    return number if number is not None and number > 0 else None
+
+
+# ISO 8601 / RFC 3339 date-times as providers send them: any number of fraction digits
+# (.NET sends 7), "T", "t" or a space between date and time, "Z", "z", "UTC", "GMT",
+# "+hh:mm", "+hhmm" or "+hh" (a naive one is UTC). Parsed by hand so that every
+# supported Python gives the same result (3.10's fromisoformat refuses most of these).
+_ISO_8601 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
+    r"(?: ?(?:[Zz]|UTC|GMT)|([+-])(\d{2})(?::?(\d{2}))?)?",
+    re.ASCII,
+)
+# An RFC 1123 / RFC 850 / asctime HTTP-date (RFC 9110 section 5.6.7) has a month name
+# and an hh:mm:ss time; nothing else is handed to the (lenient) email.utils parser.
+_HTTP_DATE = re.compile(
+    r"(?i)\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\b.*\b\d{1,2}:\d{2}:\d{2}\b"
+)
+
+
+def _iso_8601(text: str) -> float | None:
+    """Epoch seconds of an ISO 8601 date or date-time, or ``None`` if it is not one."""
+    match = _ISO_8601.fullmatch(text)
+    if match is None:
         return None
-    return max(number, 0.0)
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+    leap = second == "60"  # a leap second: 23:59:60 is the instant before 00:00:00
+    try:
+        moment = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            59 if leap else int(second or 0),
+            tzinfo=timezone.utc,
+        )
+    except ValueError:  # month 13, day 45, hour 99, ...
+        return None
+    offset = 0
+    if sign is not None:
+        hours, minutes = int(off_h), int(off_m or 0)
+        if hours > 23 or minutes > 59:
+            return None
+        offset = (hours * 3600 + minutes * 60) * (1 if sign == "+" else -1)
+    seconds = moment.timestamp() - offset + (1 if leap else 0)
+    return seconds + (float("0." + fraction) if fraction else 0.0)
+
+
+def _http_date(text: str) -> float | None:
+    """Epoch seconds of an RFC 1123, RFC 850 or asctime date (taken as GMT when it names no
+    zone, as HTTP-dates always are), or ``None`` if it is not one."""
+    if _HTTP_DATE.search(text) is None:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    try:
+        return moment.timestamp()
+    except (ValueError, OverflowError):
+        return None
 
 
 def parse_expires_at(value: Any) -> float | None:
-    """Parse an absolute expiry.
+    """Parse an absolute expiry (the common ``expires_at`` extension to RFC 6749).
 
     Args:
         value: epoch seconds, epoch milliseconds (a number above 1e11), a numeric
-            string of either, or an ISO 8601 date-time (``Z`` or an offset; a naive
-            date-time is taken as UTC). Values before 1970 or above 1e14 (e.g.
-            microseconds) are not accepted.
+            string of either; an ISO 8601 / RFC 3339 date or date-time with any number
+            of fraction digits, ``T``, ``t`` or a space before the time, and ``Z``,
+            ``z``, ``UTC``, ``+hh:mm``, ``+hhmm`` or ``+hh`` (no zone: UTC); or an
+            HTTP-date (RFC 9110 section 5.6.7: RFC 1123, RFC 850 or asctime; no zone:
+            GMT). Values before 1970 or above 1e14 (e.g. microseconds), and strings
+            over 100 characters, are refused.
 
     Returns:
-        Epoch seconds, or ``None`` when the value is missing or unparseable.
+        Epoch seconds, or ``None`` when the value is missing or unparseable (never
+        raises).
     """
     if value is None or isinstance(value, bool):
         return None
-    number: float | None = None
-    try:
-        if isinstance(value, (int, float)):
-            number = float(value)
-        elif isinstance(value, str):
-            text = value.strip()
-            try:
-                number = float(text)
-            except ValueError:
-                parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-                if parsed.tzinfo is None:
-                    parsed = parsed.replace(tzinfo=timezone.utc)
-                number = parsed.timestamp()
-        else:
+    number: float | None
+    if isinstance(value, (int, float)):
+        number = _seconds(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if len(text) > _MAX_DATE_LENGTH:
             return None
-    except (ValueError, OverflowError):
+        number = _seconds(text)
+        if number is None:
+            number = _iso_8601(text)
+        if number is None:
+            number = _http_date(text)
+    else:
         return None
-    if not math.isfinite(number) or number < 0:
+    if number is None or not math.isfinite(number) or number < 0:
         return None
     if number > _EPOCH_US_THRESHOLD:
         return None  # microseconds or nonsense: not a format we accept
@@ -140,42 +213,72 @@ def make_snapshot(
     refreshed: bool = False,
     stored: int | None = None,
 ) -> Snapshot:
-    """Freeze ``credentials`` into a :class:`Snapshot`, computing its expiry.
+    """Freeze ``credentials`` into a :class:`Snapshot`, computing its expiry (DESIGN R2).
 
-    ``expires_at`` wins when present and parseable; otherwise ``expires_in`` counts
-    from ``now`` (epoch seconds). Unparseable values are logged (without the value)
-    and the expiry is unknown (DESIGN R2). ``refreshed`` marks credentials that a
-    refresh just produced (``refreshed_at = now``).
+    ``expires_at`` (epoch seconds, as stored) wins when present and parseable, even if
+    it is past: given or loaded credentials past their expiry are simply expired.
+    Otherwise ``expires_in`` counts from ``now``; ``expires_in <= 0`` and unparseable
+    values mean the expiry is unknown (``None``).
+
+    Args:
+        credentials: the credentials (not modified).
+        version: the version number of the snapshot.
+        now: epoch seconds, the client's clock.
+        refreshed: these are a refresh result that :func:`merge_credentials` already
+            checked (and logged about): ``refreshed_at = now`` and nothing is logged
+            again. Otherwise each unparseable expiry field logs one WARNING, without
+            its value.
+        stored: the credential store's version these credentials are, if any.
+
+    Returns:
+        A new :class:`Snapshot`.
     """
     frozen = MappingProxyType(dict(credentials))
     lifetime = parse_expires_in(frozen.get("expires_in"))
-    if frozen.get("expires_in") is not None and lifetime is None:
-        logger.warning("credentials: expires_in is not a number; expiry treated as unknown")
     expires_at = parse_expires_at(frozen.get("expires_at"))
-    if frozen.get("expires_at") is not None and expires_at is None:
-        logger.warning("credentials: expires_at is not a date or epoch; expiry treated as unknown")
+    if not refreshed:
+        problems = _unparseable(frozen)
+        if problems:
+            logger.warning("credentials: %s; expiry treated as unknown", problems)
     if expires_at is None and lifetime is not None:
         expires_at = now + lifetime
     return Snapshot(frozen, version, expires_at, lifetime, now if refreshed else None, stored)
 
 
+def _unparseable(fields: Mapping[str, Any]) -> str:
+    """Name the expiry fields of ``fields`` that are present but unparseable (no values)."""
+    problems = []
+    if fields.get("expires_in") is not None and _seconds(fields["expires_in"]) is None:
+        problems.append("expires_in is not a number")
+    if fields.get("expires_at") is not None and parse_expires_at(fields["expires_at"]) is None:
+        problems.append("expires_at is not a date or epoch")
+    return " and ".join(problems)
+
+
 def merge_credentials(
     old: Mapping[str, Any], returned: Mapping[str, Any], *, now: float
 ) -> dict[str, Any]:
-    """Merge what a refresh returned into the old credentials (DESIGN R8).
+    """Merge what a refresh returned into the old credentials (DESIGN R8, R2).
 
     Shallow: returned keys overwrite, absent keys stay, a returned ``None`` keeps the
     old value, and so does an empty ``refresh_token`` (RFC 6749 section 6 and appendix
     A.17: a refresh token has at least one character; some providers send ``""`` when
-    they issue no new one). A new ``access_token`` or new expiry information replaces all the old
-    expiry fields, so a new token without ``expires_in`` / ``expires_at`` has an
-    unknown expiry. When the refresh gave ``expires_in`` only, an absolute
-    ``expires_at`` (epoch seconds) is added so persisted credentials stay meaningful.
+    they issue no new one). A new ``access_token`` or new expiry information replaces
+    all the old expiry fields, so a new token without a usable expiry has an unknown
+    expiry.
+
+    Expiry is put on the client's clock (R2): a usable ``expires_in`` (RFC 6749 section
+    5.1, seconds from the response) gives ``expires_at = now + expires_in`` (epoch
+    seconds), replacing an absolute ``expires_at`` sent beside it (that one is on the
+    server's clock). ``expires_in <= 0`` adds no ``expires_at``. An absolute
+    ``expires_at`` that is already past on arrival is clock skew: it is left out of the
+    result (the expiry is unknown: the token is refreshed when rejected) and logged.
+    At most one WARNING per call, never with a value.
 
     Args:
         old: the credentials the refresh started from.
         returned: the refresher's result.
-        now: epoch seconds at which the response was received.
+        now: epoch seconds (client clock) at which the response was received.
 
     Returns:
         A new dict; neither input is modified.
@@ -192,12 +295,21 @@ def merge_credentials(
         for key in EXPIRY_KEYS:
             merged.pop(key, None)
     merged.update(given)
-    if "expires_in" in given and "expires_at" not in given:
-        lifetime = parse_expires_in(given["expires_in"])
-        if lifetime is None:
-            logger.warning("refresh: expires_in is not a number; expiry treated as unknown")
-        else:
-            merged["expires_at"] = round(now + lifetime, 3)
+    problems = _unparseable(given)
+    lifetime = parse_expires_in(given.get("expires_in"))
+    if lifetime is not None:
+        merged["expires_at"] = round(now + lifetime, 3)
+    elif "expires_at" in given:
+        expires_at = parse_expires_at(given["expires_at"])
+        if expires_at is not None and expires_at <= now:
+            del merged["expires_at"]
+            problems = " and ".join(
+                filter(None, (problems, "expires_at was already past on arrival (clock skew?)"))
+            )
+    if problems:
+        known = parse_expires_at(merged.get("expires_at")) is not None
+        outcome = "the expires_at given is used" if known else "expiry treated as unknown"
+        logger.warning("refresh: %s; %s", problems, outcome)
     return merged
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import json
 import re
 import ssl
 import time
@@ -25,6 +24,7 @@ import httpx
 from . import _lib
 from ._credentials import scrub, secret_values
 from ._exceptions import ReauthorizationRequired, RefreshError
+from ._jsonbody import load_json
 
 __all__ = ["ClientCredentialsRefresh", "OAuth2Refresh"]
 
@@ -88,12 +88,14 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def _decode_body(response: httpx.Response) -> Any:
+    """The token or error response's fields (RFC 6749 sections 5.1, 5.2): JSON read from
+    the bytes (a byte order mark is ignored, RFC 8259 section 8.1), or a form; ``None``
+    when it is neither."""
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    text = response.text
     if content_type == "application/x-www-form-urlencoded":
-        return dict(parse_qsl(text))
+        return dict(parse_qsl(response.text.removeprefix("\ufeff")))
     try:
-        return json.loads(text)
+        return load_json(response.content)
     except ValueError:
         return None
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import difflib
-import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -17,6 +16,7 @@ from typing import Any, Final
 import httpx
 
 from .._exceptions import HttpxRefreshError, SpecError
+from .._jsonbody import load_json
 from ._formulas import UNDEFINED, Compiled, compile_value, is_empty
 from ._methods import METHODS, Method
 from ._yaml import Document, KeyPath
@@ -107,8 +107,8 @@ def response_variables(response: httpx.Response) -> dict[str, Any]:
     """
     data: Any
     try:
-        data = json.loads(response.content) if response.content else None
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        data = load_json(response.content) if response.content else None
+    except ValueError:
         data = response.text
     return {
         "data": data,
