@@ -260,7 +260,7 @@ def test_R7_interrupted_wait_on_an_async_refresher_keeps_its_result(
     original_join = threading.Thread.join
 
     def interrupted_join(self: threading.Thread, timeout: float | None = None) -> None:
-        if self.name == "httpx-refresh-private-loop" and timeout is None:
+        if self.name == "httpx-refresh-private-loop":
             release.set()
             raise KeyboardInterrupt
         original_join(self, timeout)

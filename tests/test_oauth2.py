@@ -3,12 +3,15 @@
 Each grant test runs three times: the sync client (``transport=``) and the async client
 (``async_transport=``) on asyncio and on trio. Standards: RFC 6749 sections 2.3.1 (client
 authentication), 4.4 (client credentials), 5.1 / 5.2 (token and error responses), 6 (refresh).
-Rules: DESIGN R8, R10, R13; case C18 end to end through ``RefreshAuth``.
+Rules: DESIGN R8, R10, R13, R16 (``timeout`` bounds the whole exchange, against a real
+token endpoint on 127.0.0.1 that drips its body); case C18 end to end through ``RefreshAuth``.
 """
 
 from __future__ import annotations
 
 import base64
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus
@@ -556,6 +559,13 @@ def test_client_auth_must_be_basic_or_body() -> None:
         hr.ClientCredentialsRefresh(TOKEN_URL, client_auth="post")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), float("inf"), "2", True])
+def test_R16_timeout_must_be_a_positive_finite_number(timeout: Any) -> None:
+    """``timeout`` is a finite number of seconds > 0 (it sets one deadline)."""
+    with pytest.raises(ValueError, match="timeout"):
+        hr.OAuth2Refresh(TOKEN_URL, timeout=timeout)
+
+
 @pytest.mark.parametrize("cls", [hr.OAuth2Refresh, hr.ClientCredentialsRefresh])
 def test_repr_hides_the_client_secret(cls: type[Any]) -> None:
     """No ``repr()`` holds a client secret."""
@@ -675,3 +685,129 @@ def test_C18_success_path_for_contrast() -> None:
     assert auth.stats.replays == 1
     assert auth.credentials["refresh_token"] == REFRESH_2
     assert auth.credentials["access_token"] == ACCESS_2
+
+
+# -- R16: timeout bounds the whole token exchange, body included -------------------------------
+
+DRIP_INTERVAL = 0.5  # seconds between two body bytes
+DRIP_BYTES = 40  # 20 s of dripping
+TOKEN_TIMEOUT = 2.0
+BOUND = 6.0  # seconds: well under the 20 s drip (not a tight timing)
+
+
+class DripEndpoint:
+    """ASGI token endpoint that answers 200 and its headers at once, then drips a valid
+    token response one byte every 0.5 s for 20 s (until the client goes away)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls = 0
+        head = b'{"access_token": "dripped-token"'
+        self.body = head + b" " * (DRIP_BYTES - len(head) - 1) + b"}"  # valid JSON at the end
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        message = await receive()
+        while message["type"] == "http.request" and message.get("more_body"):
+            message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        with self.lock:
+            self.calls += 1
+        length = str(len(self.body)).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        async with anyio.create_task_group() as tg:
+
+            async def until_disconnect() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(until_disconnect)
+            for index in range(DRIP_BYTES):
+                await anyio.sleep(DRIP_INTERVAL)  # the fault itself: a slow server
+                more = index < DRIP_BYTES - 1
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": self.body[index : index + 1],
+                        "more_body": more,
+                    }
+                )
+            tg.cancel_scope.cancel()
+
+
+def _check_overrun(error: BaseException, elapsed: float) -> None:
+    assert type(error) is hr.RefreshError, repr(error)
+    assert error.transient is True
+    assert f"exceeded its timeout of {TOKEN_TIMEOUT:g} s" in str(error)
+    assert elapsed < BOUND, f"the token request took {elapsed:.1f} s"
+    assert_no_secret(str(error), repr(error))
+
+
+@pytest.mark.parametrize("cls", [hr.OAuth2Refresh, hr.ClientCredentialsRefresh])
+def test_R16_timeout_bounds_a_dripping_body(
+    invoke: Invoke, cls: type[Any], run_server: Callable[[Any], str]
+) -> None:
+    """R16: a token endpoint that sends its headers, then one body byte every 0.5 s for
+    20 s: ``timeout=2`` ends the exchange after about 2 s (sync client, and async client
+    on asyncio and trio) with a transient RefreshError; exactly one request was sent."""
+    endpoint = DripEndpoint()
+    url = run_server(endpoint)
+    refresher = cls(
+        f"{url}/token", client_id=CLIENT_ID, client_secret=CLIENT_SECRET, timeout=TOKEN_TIMEOUT
+    )
+    started = time.monotonic()
+    with pytest.raises(hr.RefreshError) as info:
+        invoke(refresher, credentials=CREDENTIALS)
+    _check_overrun(info.value, time.monotonic() - started)
+    with endpoint.lock:
+        assert endpoint.calls == 1
+
+
+def _drip_auth(url: str) -> hr.RefreshAuth:
+    refresher = hr.OAuth2Refresh(
+        f"{url}/token", client_id=CLIENT_ID, client_secret=CLIENT_SECRET, timeout=TOKEN_TIMEOUT
+    )
+    # Default retry policy: a refresh_token request that went out is not sent again.
+    return hr.RefreshAuth(dict(CREDENTIALS), refresher)
+
+
+def test_R16_timeout_bounds_a_dripping_body_sync_client(run_server: Callable[[Any], str]) -> None:
+    """R16 through ``RefreshAuth`` and ``httpx.Client``: the rejected request's refresh
+    fails after about ``timeout`` s, not the 20 s drip; one token request; nothing merged."""
+    endpoint = DripEndpoint()
+    auth = _drip_auth(run_server(endpoint))
+    api = Api()
+    started = time.monotonic()
+    with (
+        httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client,
+        pytest.raises(hr.RefreshError) as info,
+    ):
+        client.get(API_URL)
+    _check_overrun(info.value, time.monotonic() - started)
+    with endpoint.lock:
+        assert endpoint.calls == 1
+    assert dict(auth.credentials) == CREDENTIALS
+    assert (api.calls, auth.stats.failures) == (1, 1)
+
+
+@pytest.mark.anyio
+async def test_R16_timeout_bounds_a_dripping_body_async_client(
+    run_server: Callable[[Any], str],
+) -> None:
+    """R16: as the sync client case, through ``httpx.AsyncClient`` on asyncio and trio."""
+    endpoint = DripEndpoint()
+    auth = _drip_auth(run_server(endpoint))
+    api = Api()
+    started = time.monotonic()
+    with anyio.fail_after(BOUND * 2):
+        async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+            with pytest.raises(hr.RefreshError) as info:
+                await client.get(API_URL)
+    _check_overrun(info.value, time.monotonic() - started)
+    with endpoint.lock:
+        assert endpoint.calls == 1
+    assert dict(auth.credentials) == CREDENTIALS
+    assert (api.calls, auth.stats.failures) == (1, 1)
