@@ -22,6 +22,11 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+try:  # how anyio and others tell which async library runs (optional since anyio 4.12)
+    import sniffio
+except ImportError:  # pragma: no cover - then only the thread's running loop tells
+    sniffio = None  # type: ignore[assignment]
+
 __all__ = ["call_async", "call_sync", "is_async_callable"]
 
 
@@ -36,7 +41,7 @@ def is_async_callable(fn: Any) -> bool:
 
 #: Seconds an async callable on a private loop gets, past its time limit, to finish
 #: being cancelled before its thread is abandoned (it blocked its own loop).
-_GRACE = 0.5
+_GRACE = 1.0
 
 
 def _run_in_thread(
@@ -59,7 +64,12 @@ def _run_in_thread(
     """
     lock = threading.Lock()
     box: dict[str, Any] = {"abandoned": False}
+    # The caller's context variables go along (e.g. which HTTP library the refresh
+    # uses), except the marker of a running event loop, as anyio.to_thread does: the
+    # thread runs none (or its own).
     context = contextvars.copy_context()
+    if sniffio is not None:
+        context.run(sniffio.current_async_library_cvar.set, None)
 
     def target() -> None:
         try:
