@@ -738,11 +738,11 @@ class DripEndpoint:
             tg.cancel_scope.cancel()
 
 
-def _check_overrun(error: BaseException, elapsed: float) -> None:
+def _check_overrun(error: BaseException, elapsed: float, bound: float = BOUND) -> None:
     assert type(error) is hr.RefreshError, repr(error)
     assert error.transient is True
     assert f"exceeded its timeout of {TOKEN_TIMEOUT:g} s" in str(error)
-    assert elapsed < BOUND, f"the token request took {elapsed:.1f} s"
+    assert elapsed < bound, f"the token request took {elapsed:.1f} s"
     assert_no_secret(str(error), repr(error))
 
 
@@ -752,7 +752,9 @@ def test_R16_timeout_bounds_a_dripping_body(
 ) -> None:
     """R16: a token endpoint that sends its headers, then one body byte every 0.5 s for
     20 s: ``timeout=2`` ends the exchange after about 2 s (sync client, and async client
-    on asyncio and trio) with a transient RefreshError; exactly one request was sent."""
+    on asyncio and trio) with a transient RefreshError; exactly one request was sent. A
+    refresh_token request is marked not to be re-sent at once (the server may have used
+    the token), a client_credentials one may be retried."""
     endpoint = DripEndpoint()
     url = run_server(endpoint)
     refresher = cls(
@@ -762,52 +764,74 @@ def test_R16_timeout_bounds_a_dripping_body(
     with pytest.raises(hr.RefreshError) as info:
         invoke(refresher, credentials=CREDENTIALS)
     _check_overrun(info.value, time.monotonic() - started)
+    assert info.value.no_retry is (cls is hr.OAuth2Refresh)
     with endpoint.lock:
         assert endpoint.calls == 1
 
 
-def _drip_auth(url: str) -> hr.RefreshAuth:
-    refresher = hr.OAuth2Refresh(
-        f"{url}/token", client_id=CLIENT_ID, client_secret=CLIENT_SECRET, timeout=TOKEN_TIMEOUT
-    )
-    # Default retry policy: a refresh_token request that went out is not sent again.
-    return hr.RefreshAuth(dict(CREDENTIALS), refresher)
+#: grant -> (refresher class, retry policy, token requests per refresh)
+DRIP_GRANTS: dict[str, tuple[type[Any], hr.RetryPolicy, int]] = {
+    # The default policy: a refresh_token request that went out is not sent again at once.
+    "refresh_token": (hr.OAuth2Refresh, hr.RetryPolicy(), 1),
+    # Two attempts, each bounded by timeout.
+    "client_credentials": (
+        hr.ClientCredentialsRefresh,
+        hr.RetryPolicy(attempts=2, wait_initial=0, wait_jitter=0),
+        2,
+    ),
+}
 
 
-def test_R16_timeout_bounds_a_dripping_body_sync_client(run_server: Callable[[Any], str]) -> None:
+class DripCase:
+    """A ``RefreshAuth`` whose refresher's token endpoint drips, and an API that rejects."""
+
+    def __init__(self, run_server: Callable[[Any], str], grant: str) -> None:
+        cls, policy, self.calls = DRIP_GRANTS[grant]
+        self.endpoint = DripEndpoint()
+        url = run_server(self.endpoint)
+        refresher = cls(
+            f"{url}/token", client_id=CLIENT_ID, client_secret=CLIENT_SECRET, timeout=TOKEN_TIMEOUT
+        )
+        self.auth = hr.RefreshAuth(dict(CREDENTIALS), refresher, retry=policy)
+        self.api = Api()
+        self.bound = self.calls * TOKEN_TIMEOUT + BOUND - TOKEN_TIMEOUT
+        self.started = time.monotonic()
+
+    def check(self, error: BaseException) -> None:
+        _check_overrun(error, time.monotonic() - self.started, self.bound)
+        with self.endpoint.lock:
+            assert self.endpoint.calls == self.calls
+        assert dict(self.auth.credentials) == CREDENTIALS
+        assert (self.api.calls, self.auth.stats.failures) == (1, 1)
+
+
+@pytest.mark.parametrize("grant", sorted(DRIP_GRANTS))
+def test_R16_timeout_bounds_a_dripping_body_sync_client(
+    run_server: Callable[[Any], str], grant: str
+) -> None:
     """R16 through ``RefreshAuth`` and ``httpx.Client``: the rejected request's refresh
-    fails after about ``timeout`` s, not the 20 s drip; one token request; nothing merged."""
-    endpoint = DripEndpoint()
-    auth = _drip_auth(run_server(endpoint))
-    api = Api()
-    started = time.monotonic()
+    fails after about ``timeout`` s per attempt, not the 20 s drip; exact token requests;
+    nothing merged."""
+    case = DripCase(run_server, grant)
     with (
-        httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client,
+        httpx.Client(auth=case.auth, transport=httpx.MockTransport(case.api)) as client,
         pytest.raises(hr.RefreshError) as info,
     ):
         client.get(API_URL)
-    _check_overrun(info.value, time.monotonic() - started)
-    with endpoint.lock:
-        assert endpoint.calls == 1
-    assert dict(auth.credentials) == CREDENTIALS
-    assert (api.calls, auth.stats.failures) == (1, 1)
+    case.check(info.value)
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("grant", sorted(DRIP_GRANTS))
 async def test_R16_timeout_bounds_a_dripping_body_async_client(
-    run_server: Callable[[Any], str],
+    run_server: Callable[[Any], str], grant: str
 ) -> None:
     """R16: as the sync client case, through ``httpx.AsyncClient`` on asyncio and trio."""
-    endpoint = DripEndpoint()
-    auth = _drip_auth(run_server(endpoint))
-    api = Api()
-    started = time.monotonic()
-    with anyio.fail_after(BOUND * 2):
-        async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+    case = DripCase(run_server, grant)
+    with anyio.fail_after(case.bound * 2):
+        async with httpx.AsyncClient(
+            auth=case.auth, transport=httpx.MockTransport(case.api)
+        ) as client:
             with pytest.raises(hr.RefreshError) as info:
                 await client.get(API_URL)
-    _check_overrun(info.value, time.monotonic() - started)
-    with endpoint.lock:
-        assert endpoint.calls == 1
-    assert dict(auth.credentials) == CREDENTIALS
-    assert (api.calls, auth.stats.failures) == (1, 1)
+    case.check(info.value)

@@ -5,10 +5,13 @@ Each call posts a form to the token endpoint with its own short-lived httpx clie
 response (section 5.1) or error response (section 5.2), and returns the response's
 fields for ``RefreshAuth`` to merge.
 
-``timeout`` bounds the whole exchange (DESIGN R16): one monotonic deadline, of which every
-phase (pool, connect, write, response headers, each body chunk) gets only what remains.
-httpx's own timeouts are per operation, so a server that sends its headers and then drips
-the body one byte at a time would otherwise hold the caller for as long as it likes.
+``timeout`` bounds the whole exchange (DESIGN R16) with one monotonic deadline. httpx's
+own timeouts are per operation, so a server that sends its headers and then drips the body
+one byte at a time would otherwise hold the caller for as long as it likes. The async
+client runs the exchange in one cancel scope. The sync client cannot be interrupted: each
+phase (pool, connect, write, response headers, body) gets the time that remains as its
+network timeouts, and the deadline is checked after every body chunk, so one read can
+outlast the deadline by at most what remained when its phase began.
 """
 
 from __future__ import annotations
@@ -398,6 +401,7 @@ class _TokenGrant:
                     extensions=deadline.extensions(is_async=False),
                 ) as streamed,
             ):
+                deadline.sent = True  # a response is arriving: the request went out
                 # One read may still wait as long as was left when the body began; the
                 # deadline is checked again after every chunk.
                 body = bytearray()
@@ -456,6 +460,7 @@ class _TokenGrant:
                     extensions=deadline.extensions(is_async=True),
                 ) as streamed,
             ):
+                deadline.sent = True  # a response is arriving: the request went out
                 body = bytearray()
                 chunks = streamed.aiter_bytes()
                 try:
