@@ -21,6 +21,7 @@ of them really wait on one refresh. Then each test checks:
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 import time
@@ -488,3 +489,129 @@ def test_R10_fault_sync_32_threads(name: str, run_server: Callable[[Any], str]) 
                 assert setup.server.refresh_tokens[-1] == NEW_REFRESH_TOKEN
     finally:
         setup.close()
+
+
+# -- R16: refresh_timeout bounds every waiter, the sync owner included -----------------
+
+
+REFRESH_TIMEOUT = 3.0
+WAITERS = 8
+BOUND = REFRESH_TIMEOUT + 5.0  # seconds from the first request: generous, far below LIMIT
+
+
+class BlockedRefresher:
+    """A refresher that blocks (on an event, not a sleep) until the test releases it, then
+    returns rotated credentials. ``kind``: a sync function, or an async function that
+    blocks its own event loop (so cancelling it cannot stop it)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.lock = threading.Lock()
+        self.calls = 0
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def _run(self) -> dict[str, Any]:
+        with self.lock:
+            self.calls += 1
+        self.entered.set()
+        self.release.wait(LIMIT)
+        return {"access_token": "A2", "refresh_token": NEW_REFRESH_TOKEN, "expires_in": 3600}
+
+    def sync(self, **_: Any) -> dict[str, Any]:
+        return self._run()
+
+    async def blocking_async(self, **_: Any) -> dict[str, Any]:
+        return self._run()  # never yields to its loop
+
+    @property
+    def refresher(self) -> Callable[..., Any]:
+        return self.sync if self.kind == "sync" else self.blocking_async
+
+
+async def joined_or_fail(auth: hr.RefreshAuth, waiters: int) -> None:
+    with anyio.fail_after(LIMIT):
+        await joined(auth, waiters)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["sync", "async-blocking-its-loop"])
+async def test_R16_refresh_timeout_bounds_sync_and_async_waiters_keeps_the_late_result(
+    kind: str,
+) -> None:
+    """R16 + R7: a refresher that blocks is owned by a sync caller (a thread of a shared
+    ``httpx.Client``); 8 threads and 8 tasks (asyncio, trio) wait on that one refresh.
+    With ``refresh_timeout=3`` every one of them gets a transient RefreshError after about
+    3 s, not when the refresher returns. When it does return, later, its rotated refresh
+    token is merged and persisted (exactly 1 refresher call), and requests use it."""
+    blocked = BlockedRefresher(kind)
+    persisted = threading.Event()
+    saved: list[dict[str, Any]] = []
+
+    def on_refresh(credentials: dict[str, Any]) -> None:
+        saved.append(credentials)
+        persisted.set()
+
+    def api(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200 if request.headers["Authorization"] == "Bearer A2" else 401)
+
+    initial = {"access_token": ACCESS_TOKEN, "refresh_token": REFRESH_TOKEN}
+    auth = hr.RefreshAuth(
+        initial, blocked.refresher, refresh_timeout=REFRESH_TIMEOUT, on_refresh=on_refresh
+    )
+    thread_outcomes: list[BaseException | int] = []
+    task_outcomes: list[BaseException | int] = []
+    lock = threading.Lock()
+    started = time.monotonic()
+    transport = httpx.MockTransport(api)
+    with httpx.Client(auth=auth, transport=transport) as client:
+        async with httpx.AsyncClient(auth=auth, transport=transport) as aclient:
+
+            def one() -> None:
+                got = outcome_sync(client, "http://api.test/")
+                with lock:
+                    thread_outcomes.append(got)
+
+            threads = [threading.Thread(target=one, daemon=True) for _ in range(WAITERS)]
+            for thread in threads:
+                thread.start()
+            try:
+                # A thread owns the flight, the other 7 join it; then 8 tasks join it too.
+                assert await anyio.to_thread.run_sync(blocked.entered.wait, LIMIT)
+                await joined_or_fail(auth, WAITERS - 1)
+
+                async def task() -> None:
+                    task_outcomes.append(await outcome_async(aclient, "http://api.test/"))
+
+                with anyio.fail_after(BOUND - (time.monotonic() - started)):
+                    async with anyio.create_task_group() as tg:
+                        for _ in range(WAITERS):
+                            tg.start_soon(task)
+                        await joined(auth, 2 * WAITERS - 1)
+                for thread in threads:
+                    await anyio.to_thread.run_sync(
+                        thread.join, max(BOUND - (time.monotonic() - started), 0.0)
+                    )
+                assert not any(thread.is_alive() for thread in threads), "a sync caller hangs"
+                assert time.monotonic() - started < BOUND
+            finally:
+                blocked.release.set()
+            outcomes = thread_outcomes + task_outcomes
+            assert len(outcomes) == 2 * WAITERS
+            assert len({signature(o) for o in outcomes}) == 1, outcomes
+            error = outcomes[0]
+            assert isinstance(error, hr.RefreshError)
+            assert error.transient
+            no_secret(error)
+            assert auth.stats.failures == 1
+
+            # The refresher returns later: its rotated credentials are kept (R7).
+            assert await anyio.to_thread.run_sync(persisted.wait, LIMIT)
+            assert auth.credentials["refresh_token"] == NEW_REFRESH_TOKEN
+            assert auth.credentials["access_token"] == "A2"
+            assert saved[-1]["refresh_token"] == NEW_REFRESH_TOKEN
+            with anyio.fail_after(LIMIT):
+                assert (await aclient.get("http://api.test/")).status_code == 200
+            sync_get = functools.partial(client.get, "http://api.test/")
+            assert (await anyio.to_thread.run_sync(sync_get)).status_code == 200
+    assert blocked.calls == 1

@@ -244,23 +244,30 @@ async def test_R6_sync_wait_inside_the_loop_running_the_refresh_fails_fast() -> 
     assert auth.stats.refreshes == 1
 
 
-def test_R7_interrupted_wait_on_an_async_refresher_keeps_its_result(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_R7_interrupted_wait_on_a_refresher_keeps_its_result(
+    monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    """R7: a sync client's thread interrupted (KeyboardInterrupt) while its async refresher
-    runs on the private loop: the interrupt propagates, and the rotated refresh token the
-    refresher still obtains is merged and persisted, not lost."""
+    """R7: a sync client's thread interrupted (KeyboardInterrupt) while its refresher runs
+    (an async one on the private loop; a sync one in the worker thread it is waited on
+    in, R16): the interrupt propagates, and the rotated refresh token the refresher still
+    obtains is merged and persisted, not lost."""
     release = threading.Event()
     persisted = threading.Event()
 
-    async def rotate(**_: Any) -> dict[str, Any]:
+    async def rotate_async(**_: Any) -> dict[str, Any]:
         await anyio.to_thread.run_sync(release.wait, 5)
         return {"access_token": "A2", "refresh_token": "R2"}
 
+    def rotate_sync(**_: Any) -> dict[str, Any]:
+        release.wait(5)
+        return {"access_token": "A2", "refresh_token": "R2"}
+
+    rotate = rotate_async if kind == "async" else rotate_sync
     original_join = threading.Thread.join
 
     def interrupted_join(self: threading.Thread, timeout: float | None = None) -> None:
-        if self.name == "httpx-refresh-private-loop" and timeout is None:
+        if self.name.startswith("httpx-refresh-"):  # the refresher's thread
             release.set()
             raise KeyboardInterrupt
         original_join(self, timeout)

@@ -3,7 +3,8 @@
 Each grant test runs three times: the sync client (``transport=``) and the async client
 (``async_transport=``) on asyncio and on trio. Standards: RFC 6749 sections 2.3.1 (client
 authentication), 4.4 (client credentials), 5.1 / 5.2 (token and error responses), 6 (refresh).
-Rules: DESIGN R8, R10, R13; case C18 end to end through ``RefreshAuth``.
+Rules: DESIGN R8, R10, R13, R16 (``timeout`` bounds the whole exchange, against a real
+token endpoint on 127.0.0.1 that drips its body); case C18 end to end through ``RefreshAuth``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus
@@ -622,6 +624,13 @@ def test_client_auth_must_be_basic_or_body() -> None:
         hr.ClientCredentialsRefresh(TOKEN_URL, client_auth="post")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), float("inf"), "2", True])
+def test_R16_timeout_must_be_a_positive_finite_number(timeout: Any) -> None:
+    """``timeout`` is a finite number of seconds > 0 (it sets one deadline)."""
+    with pytest.raises(ValueError, match="timeout"):
+        hr.OAuth2Refresh(TOKEN_URL, timeout=timeout)
+
+
 @pytest.mark.parametrize("cls", [hr.OAuth2Refresh, hr.ClientCredentialsRefresh])
 def test_repr_hides_the_client_secret(cls: type[Any]) -> None:
     """No ``repr()`` holds a client secret."""
@@ -1101,3 +1110,153 @@ def test_byte_order_mark_token_responses_with_rotation_through_two_refreshes(
     assert (state["access_gen"], state["refresh_gen"], state["refresh_current"]) == (2, 2, True)
     assert auth.stats.replays == 0
     assert auth.stats.failures == 0
+
+
+# -- R16: timeout bounds the whole token exchange, body included -------------------------------
+
+DRIP_INTERVAL = 0.5  # seconds between two body bytes
+DRIP_BYTES = 40  # 20 s of dripping
+TOKEN_TIMEOUT = 2.0
+BOUND = 6.0  # seconds: well under the 20 s drip (not a tight timing)
+
+
+class DripEndpoint:
+    """ASGI token endpoint that answers 200 and its headers at once, then drips a valid
+    token response one byte every 0.5 s for 20 s (until the client goes away)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls = 0
+        head = b'{"access_token": "dripped-token"'
+        self.body = head + b" " * (DRIP_BYTES - len(head) - 1) + b"}"  # valid JSON at the end
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        message = await receive()
+        while message["type"] == "http.request" and message.get("more_body"):
+            message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        with self.lock:
+            self.calls += 1
+        length = str(len(self.body)).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        async with anyio.create_task_group() as tg:
+
+            async def until_disconnect() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(until_disconnect)
+            for index in range(DRIP_BYTES):
+                await anyio.sleep(DRIP_INTERVAL)  # the fault itself: a slow server
+                more = index < DRIP_BYTES - 1
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": self.body[index : index + 1],
+                        "more_body": more,
+                    }
+                )
+            tg.cancel_scope.cancel()
+
+
+def _check_overrun(error: BaseException, elapsed: float, bound: float = BOUND) -> None:
+    assert type(error) is hr.RefreshError, repr(error)
+    assert error.transient is True
+    assert f"exceeded its timeout of {TOKEN_TIMEOUT:g} s" in str(error)
+    assert elapsed < bound, f"the token request took {elapsed:.1f} s"
+    assert_no_secret(str(error), repr(error))
+
+
+@pytest.mark.parametrize("cls", [hr.OAuth2Refresh, hr.ClientCredentialsRefresh])
+def test_R16_timeout_bounds_a_dripping_body(
+    invoke: Invoke, cls: type[Any], run_server: Callable[[Any], str]
+) -> None:
+    """R16: a token endpoint that sends its headers, then one body byte every 0.5 s for
+    20 s: ``timeout=2`` ends the exchange after about 2 s (sync client, and async client
+    on asyncio and trio) with a transient RefreshError; exactly one request was sent. A
+    refresh_token request is marked not to be re-sent at once (the server may have used
+    the token), a client_credentials one may be retried."""
+    endpoint = DripEndpoint()
+    url = run_server(endpoint)
+    refresher = cls(
+        f"{url}/token", client_id=CLIENT_ID, client_secret=CLIENT_SECRET, timeout=TOKEN_TIMEOUT
+    )
+    started = time.monotonic()
+    with pytest.raises(hr.RefreshError) as info:
+        invoke(refresher, credentials=CREDENTIALS)
+    _check_overrun(info.value, time.monotonic() - started)
+    assert info.value.no_retry is (cls is hr.OAuth2Refresh)
+    with endpoint.lock:
+        assert endpoint.calls == 1
+
+
+#: grant -> (refresher class, retry policy, token requests per refresh)
+DRIP_GRANTS: dict[str, tuple[type[Any], hr.RetryPolicy, int]] = {
+    # The default policy: a refresh_token request that went out is not sent again at once.
+    "refresh_token": (hr.OAuth2Refresh, hr.RetryPolicy(), 1),
+    # Two attempts, each bounded by timeout.
+    "client_credentials": (
+        hr.ClientCredentialsRefresh,
+        hr.RetryPolicy(attempts=2, wait_initial=0, wait_jitter=0),
+        2,
+    ),
+}
+
+
+class DripCase:
+    """A ``RefreshAuth`` whose refresher's token endpoint drips, and an API that rejects."""
+
+    def __init__(self, run_server: Callable[[Any], str], grant: str) -> None:
+        cls, policy, self.calls = DRIP_GRANTS[grant]
+        self.endpoint = DripEndpoint()
+        url = run_server(self.endpoint)
+        refresher = cls(
+            f"{url}/token", client_id=CLIENT_ID, client_secret=CLIENT_SECRET, timeout=TOKEN_TIMEOUT
+        )
+        self.auth = hr.RefreshAuth(dict(CREDENTIALS), refresher, retry=policy)
+        self.api = Api()
+        self.bound = self.calls * TOKEN_TIMEOUT + BOUND - TOKEN_TIMEOUT
+        self.started = time.monotonic()
+
+    def check(self, error: BaseException) -> None:
+        _check_overrun(error, time.monotonic() - self.started, self.bound)
+        with self.endpoint.lock:
+            assert self.endpoint.calls == self.calls
+        assert dict(self.auth.credentials) == CREDENTIALS
+        assert (self.api.calls, self.auth.stats.failures) == (1, 1)
+
+
+@pytest.mark.parametrize("grant", sorted(DRIP_GRANTS))
+def test_R16_timeout_bounds_a_dripping_body_sync_client(
+    run_server: Callable[[Any], str], grant: str
+) -> None:
+    """R16 through ``RefreshAuth`` and ``httpx.Client``: the rejected request's refresh
+    fails after about ``timeout`` s per attempt, not the 20 s drip; exact token requests;
+    nothing merged."""
+    case = DripCase(run_server, grant)
+    with (
+        httpx.Client(auth=case.auth, transport=httpx.MockTransport(case.api)) as client,
+        pytest.raises(hr.RefreshError) as info,
+    ):
+        client.get(API_URL)
+    case.check(info.value)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("grant", sorted(DRIP_GRANTS))
+async def test_R16_timeout_bounds_a_dripping_body_async_client(
+    run_server: Callable[[Any], str], grant: str
+) -> None:
+    """R16: as the sync client case, through ``httpx.AsyncClient`` on asyncio and trio."""
+    case = DripCase(run_server, grant)
+    with anyio.fail_after(case.bound * 2):
+        async with httpx.AsyncClient(
+            auth=case.auth, transport=httpx.MockTransport(case.api)
+        ) as client:
+            with pytest.raises(hr.RefreshError) as info:
+                await client.get(API_URL)
+    case.check(info.value)

@@ -903,12 +903,11 @@ async def test_R6_R14_sync_and_async_clients_share_one_refresh_per_version(
                 assert [outcome(o) for o in thread_outcomes] == [(200, token)] * n_threads
                 assert [outcome(o) for o in task_outcomes] == [(200, token)] * n_tasks
                 assert provider.issued == round_number
+                # R14: a worker thread, not the loop's nor a client's; a sync owner too runs
+                # it in a worker thread, which it waits on at most refresh_timeout (R16).
                 owner_thread = refresher_threads[-1]
-                if first == "async":  # R14: a worker thread, not the loop's nor a client's
-                    assert owner_thread is not loop_thread
-                    assert owner_thread not in threads
-                else:
-                    assert owner_thread in threads
+                assert owner_thread is not loop_thread
+                assert owner_thread not in threads
     assert len(refresher_threads) == 2
     assert auth.stats == hr.RefreshStats(refreshes=2, replays=128, deduplicated=126, failures=0)
 
@@ -2223,9 +2222,10 @@ async def test_R7_sync_refresher_past_timeout_fails_the_flight_and_its_late_resu
 
 
 def test_R10_hung_sync_refresher_does_not_block_later_refreshes_forever() -> None:
-    """R10: a sync refresher that hangs and ignores every timeout keeps its own thread,
-    but once the flight is older than its limit (every attempt and wait, plus 10 s) the
-    next request that needs a refresh starts a new one instead of joining the stuck flight."""
+    """R10: a sync refresher that hangs keeps its own thread (its owner waits for it up to
+    ``refresh_timeout``, R16), but once the flight is older than its limit (every attempt
+    and wait, plus 10 s) the next request that needs a refresh starts a new one instead of
+    joining the stuck flight."""
     release = threading.Event()
     started = threading.Event()
     calls: list[int] = []
@@ -2237,7 +2237,7 @@ def test_R10_hung_sync_refresher_does_not_block_later_refreshes_forever() -> Non
             release.wait(30)
         return {"access_token": f"A{len(calls) + 1}", "expires_in": 3600}
 
-    auth = hr.RefreshAuth({"access_token": "A1", "expires_at": 1}, refresher, refresh_timeout=0.0)
+    auth = hr.RefreshAuth({"access_token": "A1", "expires_at": 1}, refresher, refresh_timeout=30)
     client = httpx.Client(auth=auth, transport=httpx.MockTransport(lambda r: httpx.Response(200)))
     stuck = threading.Thread(target=lambda: client.get("http://api.test/"), daemon=True)
     stuck.start()

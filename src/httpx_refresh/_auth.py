@@ -224,9 +224,13 @@ class _RefreshAuthBase:
             reaches the callers of that refresh; the new credentials stay in memory.
         min_refresh_interval: seconds during which a credentials version whose replay
             was rejected again is not refreshed again (DESIGN R11).
-        refresh_timeout: seconds an async refresher may run before it is cancelled
-            (a sync refresher cannot be interrupted; give it its own timeout).
-            Waiters give up once every attempt and wait could have run, plus 10 s.
+        refresh_timeout: seconds one call of the refresher may take, from sync and async
+            clients alike; past it, that refresh fails with a transient
+            :class:`RefreshError` for every request waiting on it. An async refresher is
+            cancelled; a sync one cannot be interrupted, so it runs in a worker thread
+            that is left behind, and credentials it still returns are merged, saved and
+            passed to ``on_refresh`` (a rotated refresh token is never lost). Waiters
+            give up once every attempt and wait could have run, plus 10 s.
         buffer_body: read every request body into memory first, so that streaming
             bodies can be replayed (otherwise they raise ``RequestNotReplayable``).
         token_key: the credentials key without which there is no usable token, so a
@@ -1055,8 +1059,9 @@ class _RefreshAuthBase:
     def _late_result(self, flight: Flight, returned: Any) -> None:
         """A refresher returned after its flight had failed (R7: keep rotated tokens).
 
-        Happens when a sync refresher outlives ``refresh_timeout`` under an async client,
-        or when the thread waiting on an async refresher's private loop is interrupted.
+        Happens when a sync refresher outlives ``refresh_timeout`` (it runs in a worker
+        thread under either client), or when the thread waiting on the refresher's worker
+        thread or private loop is interrupted.
 
         Merged if nobody changed the credentials since that flight started; the
         ``on_refresh`` hook then runs in this (worker) thread.

@@ -3,21 +3,29 @@
 - From async code: an object with an ``acall`` coroutine method, or an async
   function, is awaited; a plain function runs in a worker thread
   (``anyio.to_thread``) so it never blocks the event loop.
-- From sync code: a plain function is called directly; an async function runs on
-  a private event loop in a short-lived thread (so it works even when the calling
-  thread already runs a loop).
+- From sync code: a plain function is called directly, or, under a time limit, in a
+  worker thread waited on at most that long; an async function runs on a private
+  event loop in a short-lived thread (so it works even when the calling thread
+  already runs a loop).
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import anyio
 import anyio.to_thread
+
+try:  # how anyio and others tell which async library runs (optional since anyio 4.12)
+    import sniffio
+except ImportError:  # pragma: no cover - then only the thread's running loop tells
+    sniffio = None  # type: ignore[assignment]
 
 __all__ = ["call_async", "call_sync", "is_async_callable"]
 
@@ -31,15 +39,44 @@ def is_async_callable(fn: Any) -> bool:
     )
 
 
-def _run_private_loop(fn: Callable[[], Any], on_late: Callable[[Any], None] | None = None) -> Any:
+#: Seconds an async callable on a private loop gets, past its time limit, to finish
+#: being cancelled before its thread is abandoned (it blocked its own loop).
+_GRACE = 1.0
+
+
+def _run_in_thread(
+    job: Callable[[], Any],
+    name: str,
+    wait: float | None = None,
+    on_late: Callable[[Any], None] | None = None,
+    *,
+    limit: float | None = None,
+) -> Any:
+    """Run ``job`` in a daemon thread (with this context's variables) and return its result.
+
+    Waits at most ``wait`` seconds (``None``: until it ends); past that, or if the calling
+    thread is interrupted while it waits (KeyboardInterrupt), the thread is abandoned: a
+    value ``job`` still returns is passed to ``on_late`` from that thread.
+
+    Raises:
+        TimeoutError: ``job`` did not finish within ``wait`` seconds (the message says
+            ``limit`` seconds, the caller's time limit, when given).
+    """
     lock = threading.Lock()
     box: dict[str, Any] = {"abandoned": False}
+    # The caller's context variables go along (e.g. which HTTP library the refresh
+    # uses), except the marker of a running event loop, as anyio.to_thread does: the
+    # thread runs none (or its own).
+    context = contextvars.copy_context()
+    if sniffio is not None:
+        context.run(sniffio.current_async_library_cvar.set, None)
 
     def target() -> None:
         try:
-            value = anyio.run(fn)
+            value = context.run(job)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = exc
+            with lock:
+                box["error"] = exc
             return
         with lock:
             late = box["abandoned"]
@@ -47,15 +84,19 @@ def _run_private_loop(fn: Callable[[], Any], on_late: Callable[[Any], None] | No
         if late and on_late is not None:
             on_late(value)
 
-    thread = threading.Thread(target=target, name="httpx-refresh-private-loop", daemon=True)
+    thread = threading.Thread(target=target, name=name, daemon=True)
     thread.start()
     try:
-        thread.join()
+        thread.join(wait)
     except BaseException:  # e.g. KeyboardInterrupt while waiting: hand a late result over
         with lock:
             if "value" not in box:
                 box["abandoned"] = True
         raise
+    with lock:
+        if "value" not in box and "error" not in box:
+            box["abandoned"] = True
+            raise TimeoutError(f"no result within {wait if limit is None else limit:g} s")
     if "error" in box:
         raise box["error"]
     return box["value"]
@@ -70,13 +111,30 @@ def call_sync(
 ) -> Any:
     """Call ``fn`` from sync code and return its result.
 
+    Without ``time_limit``, a plain ``fn`` is called in this thread. With one (seconds),
+    it runs in a worker thread that is waited on at most that long: the caller then gets
+    ``TimeoutError`` and the thread is abandoned (threads cannot be interrupted); a
+    value it still returns is passed to ``on_late`` from that thread (so a late result,
+    e.g. a rotated refresh token, is not lost).
+
     An async ``fn`` (or an awaitable result) is awaited on a private event loop in
-    its own thread, cancelled after ``time_limit`` seconds (``TimeoutError``) when one
-    is given. If the calling thread is interrupted while it waits (KeyboardInterrupt),
-    a value the loop still produces is passed to ``on_late`` from that thread.
+    its own thread, cancelled after ``time_limit`` seconds (``TimeoutError``); if it
+    blocks its loop so that cancelling cannot stop it, the thread is abandoned
+    shortly after as above. If the calling thread is interrupted while it waits
+    (KeyboardInterrupt), a value still produced is passed to ``on_late`` likewise.
     """
     if is_async_callable(fn):
         awaitable: Any = None
+    elif time_limit is not None:
+        started = time.monotonic()
+        result = _run_in_thread(
+            functools.partial(fn, *args, **kwargs), "httpx-refresh-worker", time_limit, on_late
+        )
+        if not inspect.isawaitable(result):
+            return result
+        # A plain function that returned an awaitable: awaited below, in what time is left.
+        awaitable = result
+        time_limit = max(time_limit - (time.monotonic() - started), 0.0)
     else:
         awaitable = fn(*args, **kwargs)
         if not inspect.isawaitable(awaitable):
@@ -88,7 +146,14 @@ def call_sync(
                 return await fn(*args, **kwargs)
             return await awaitable
 
-    return _run_private_loop(run, on_late)
+    wait = None if time_limit is None else time_limit + _GRACE
+    return _run_in_thread(
+        functools.partial(anyio.run, run),
+        "httpx-refresh-private-loop",
+        wait,
+        on_late,
+        limit=time_limit,
+    )
 
 
 async def call_async(

@@ -4,6 +4,14 @@ Each call posts a form to the token endpoint with its own short-lived httpx clie
 (never following redirects, never putting a secret in the URL), parses the token
 response (section 5.1) or error response (section 5.2), and returns the response's
 fields for ``RefreshAuth`` to merge.
+
+``timeout`` bounds the whole exchange (DESIGN R16) with one monotonic deadline. httpx's
+own timeouts are per operation, so a server that sends its headers and then drips the body
+one byte at a time would otherwise hold the caller for as long as it likes. The async
+client runs the exchange in one cancel scope. The sync client cannot be interrupted: each
+phase (pool, connect, write, response headers, body) gets the time that remains as its
+network timeouts, and the deadline is checked after every body chunk, so one read can
+outlast the deadline by at most what remained when its phase began.
 """
 
 from __future__ import annotations
@@ -36,6 +44,11 @@ TRANSIENT_STATUSES = frozenset({408, 429})
 #: A token response larger than this is refused (a real one is a few hundred bytes).
 MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
 _ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
+#: Seconds: the least timeout given to one network operation near the deadline (a socket
+#: timeout of 0 would mean non-blocking mode, not "expired").
+_LEAST = 0.001
+#: Seconds: a network timeout this close to the deadline is the deadline's.
+_SLACK = 0.01
 
 
 def basic_credentials(client_id: str, client_secret: str) -> str:
@@ -56,6 +69,72 @@ def _check_size(body: bytearray, response: httpx.Response) -> None:
             f"{MAX_TOKEN_RESPONSE_BYTES // 1024} KiB; not read further",
             status_code=response.status_code,
         )
+
+
+class _Deadline:
+    """The monotonic deadline of one token request (DESIGN R16).
+
+    ``timeouts`` is the request's ``timeout`` extension (httpx's per-operation timeouts):
+    the ``trace`` extension callback, which httpcore calls as each phase starts, caps
+    every value at the time that remains, so each phase waits at most that long. It also
+    notes whether the request started going out (``sent``).
+    """
+
+    __slots__ = ("at", "seconds", "sent", "timeouts")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.sent = False
+        self.timeouts: dict[str, float | None] = dict.fromkeys(
+            ("connect", "read", "write", "pool"), max(seconds, _LEAST)
+        )
+
+    def remaining(self) -> float:
+        """Seconds left (0 once the deadline has passed)."""
+        return max(self.at - time.monotonic(), 0.0)
+
+    def check(self, grant_type: str) -> None:
+        """Raise the overrun error if the deadline has passed."""
+        if time.monotonic() >= self.at:
+            raise self.overrun(grant_type)
+
+    def ran_out(self, exc: Exception, lib: ModuleType) -> bool:
+        """Tell whether ``exc`` is a network timeout that the deadline set off (every
+        operation's timeout is what remained, so it fires as the deadline passes)."""
+        return isinstance(exc, lib.TimeoutException) and self.at - time.monotonic() < _SLACK
+
+    def overrun(
+        self, grant_type: str, exc: Exception | None = None, lib: ModuleType | None = None
+    ) -> RefreshError:
+        """The transient error for a token request that ran out of time."""
+        sent = self.sent or (
+            exc is not None
+            and lib is not None
+            and not isinstance(exc, (lib.ConnectTimeout, lib.PoolTimeout))
+        )
+        return RefreshError(
+            f"token request exceeded its timeout of {self.seconds:g} s",
+            transient=True,
+            # As for a lost response: a rotating refresh token may already be spent.
+            no_retry=sent and grant_type == "refresh_token",
+        )
+
+    def extensions(self, *, is_async: bool) -> dict[str, Any]:
+        """The request extensions that apply this deadline."""
+        return {"timeout": self.timeouts, "trace": self._atrace if is_async else self._trace}
+
+    def _trace(self, event: str, info: Mapping[str, Any]) -> None:
+        if not event.endswith(".started"):
+            return
+        if "send_request" in event:
+            self.sent = True
+        left = max(self.remaining(), _LEAST)
+        for key in self.timeouts:
+            self.timeouts[key] = left
+
+    async def _atrace(self, event: str, info: Mapping[str, Any]) -> None:
+        self._trace(event, info)
 
 
 def _buffered(streamed: httpx.Response, body: bytearray) -> httpx.Response:
@@ -124,13 +203,19 @@ class _TokenGrant:
             raise ValueError(f"token_url must be an absolute http(s) URL, got {url.scheme!r} URL")
         if client_auth not in ("basic", "body"):
             raise ValueError(f"client_auth must be 'basic' or 'body', got {client_auth!r}")
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout < float("inf")
+        ):
+            raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
         self.token_url = str(url)
         self.client_id = client_id
         self._client_secret = client_secret
         self.client_auth = client_auth
         self.scope = " ".join(scope) if isinstance(scope, list) else scope
         self.extra = dict(extra or {})
-        self.timeout = timeout
+        self.timeout = float(timeout)
         self._verify = verify
         self._ssl_context: ssl.SSLContext | None = None
         self._transport = transport
@@ -301,29 +386,41 @@ class _TokenGrant:
                 ``unauthorized_client``, a 401, a 2xx without ``access_token``, or no
                 ``refresh_token`` in the credentials.
             RefreshError: any other failure; ``transient`` for network errors,
-                timeouts, 408, 429, 5xx, ``server_error``, ``temporarily_unavailable``.
+                timeouts, 408, 429, 5xx, ``server_error``, ``temporarily_unavailable``, and
+                for an exchange that ran past ``timeout`` seconds (body read included).
         """
         parameters = connector_parameters or {}
         headers, form = self._build(credentials, parameters)
         secrets = self._secrets(credentials, parameters)
         lib = self._library(self._transport)
+        deadline = _Deadline(self.timeout)
         try:
             verify = self._ssl_context or self._build_ssl_context(lib)
             with (
                 lib.Client(
-                    timeout=self.timeout,
-                    follow_redirects=False,
-                    verify=verify,
-                    transport=self._transport,
+                    follow_redirects=False, verify=verify, transport=self._transport
                 ) as client,
-                client.stream("POST", self.token_url, data=form, headers=headers) as streamed,
+                client.stream(
+                    "POST",
+                    self.token_url,
+                    data=form,
+                    headers=headers,
+                    extensions=deadline.extensions(is_async=False),
+                ) as streamed,
             ):
+                deadline.sent = True  # a response is arriving: the request went out
+                # One read may still wait as long as was left when the body began; the
+                # deadline is checked again after every chunk.
                 body = bytearray()
                 for chunk in streamed.iter_bytes():
                     body += chunk
                     _check_size(body, streamed)
+                    deadline.check(self.grant_type)
+                deadline.check(self.grant_type)
                 response = _buffered(streamed, body)
         except lib.HTTPError as exc:
+            if deadline.ran_out(exc, lib):
+                raise deadline.overrun(self.grant_type, exc, lib) from None
             raise self._transport_error(exc, lib) from None
         return self._parse(response, secrets)
 
@@ -339,19 +436,38 @@ class _TokenGrant:
         headers, form = self._build(credentials, parameters)
         secrets = self._secrets(credentials, parameters)
         lib = self._library(self._async_transport)
+        deadline = _Deadline(self.timeout)
+        try:
+            with anyio.fail_after(self.timeout):
+                return await self._aexchange(lib, headers, form, secrets, deadline)
+        except TimeoutError:
+            raise deadline.overrun(self.grant_type) from None
+
+    async def _aexchange(
+        self,
+        lib: ModuleType,
+        headers: dict[str, str],
+        form: dict[str, str],
+        secrets: list[str],
+        deadline: _Deadline,
+    ) -> dict[str, Any]:
         try:
             verify = self._ssl_context
             if verify is None:  # build it off the event loop (it reads files)
                 verify = await anyio.to_thread.run_sync(self._build_ssl_context, lib)
             async with (
                 lib.AsyncClient(
-                    timeout=self.timeout,
-                    follow_redirects=False,
-                    verify=verify,
-                    transport=self._async_transport,
+                    follow_redirects=False, verify=verify, transport=self._async_transport
                 ) as client,
-                client.stream("POST", self.token_url, data=form, headers=headers) as streamed,
+                client.stream(
+                    "POST",
+                    self.token_url,
+                    data=form,
+                    headers=headers,
+                    extensions=deadline.extensions(is_async=True),
+                ) as streamed,
             ):
+                deadline.sent = True  # a response is arriving: the request went out
                 body = bytearray()
                 chunks = streamed.aiter_bytes()
                 try:
@@ -362,6 +478,8 @@ class _TokenGrant:
                     await chunks.aclose()
                 response = _buffered(streamed, body)
         except lib.HTTPError as exc:
+            if deadline.ran_out(exc, lib):
+                raise deadline.overrun(self.grant_type, exc, lib) from None
             raise self._transport_error(exc, lib) from None
         return self._parse(response, secrets)
 
@@ -384,7 +502,9 @@ class OAuth2Refresh(_TokenGrant):
             form fields).
         scope: sent as ``scope`` on every call (a list is joined with spaces).
         extra: more form fields sent on every call (e.g. ``{"audience": ...}``).
-        timeout: seconds for the whole token request (httpx timeout).
+        timeout: seconds for the whole token exchange: connecting, sending, the response
+            headers and the whole body together (one deadline; not httpx's per-read
+            timeout). Running out is a transient :class:`RefreshError`.
         verify: TLS verification as httpx takes it (``True``, a CA bundle path, or an
             ``ssl.SSLContext``); the context is built once, off the event loop.
         transport: an ``httpx.BaseTransport`` for the sync client (tests, or
@@ -393,7 +513,8 @@ class OAuth2Refresh(_TokenGrant):
         async_transport: an ``httpx.AsyncBaseTransport`` for the async client (likewise).
 
     Raises:
-        ValueError: ``token_url`` is not an absolute http(s) URL, or ``client_auth`` is unknown.
+        ValueError: ``token_url`` is not an absolute http(s) URL, ``client_auth`` is
+            unknown, or ``timeout`` is not a finite number of seconds > 0.
     """
 
     grant_type = "refresh_token"
@@ -416,7 +537,8 @@ class ClientCredentialsRefresh(_TokenGrant):
     is needed. Arguments as for :class:`OAuth2Refresh`.
 
     Raises:
-        ValueError: ``token_url`` is not an absolute http(s) URL, or ``client_auth`` is unknown.
+        ValueError: ``token_url`` is not an absolute http(s) URL, ``client_auth`` is
+            unknown, or ``timeout`` is not a finite number of seconds > 0.
     """
 
     grant_type = "client_credentials"
