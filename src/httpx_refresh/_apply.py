@@ -150,6 +150,10 @@ class _Query:
         request.url = request.url.copy_set_param(self._name, value)
         return _NONE, frozenset({self._name}), (value,)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Through query_param(): a new process redacts the name from httpx's log too.
+        return (query_param, (self._name, self._key))
+
     def __repr__(self) -> str:
         return f"query_param({self._name!r}, key={self._key!r})"
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import functools
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Generator, Mapping
 from dataclasses import dataclass
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any, TypeVar
 
 import anyio
@@ -22,6 +23,7 @@ from ._credentials import Snapshot, make_snapshot, scrub, secret_values
 from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshError, StoreError
 from ._flight import Flight, FlightControl, RefreshStats, fresh_copy, translate
 from ._invoke import call_async, call_sync, is_async_callable
+from ._portable import check_picklable, copy_part
 from ._retry import RetryPolicy, retry_async, retry_sync
 from ._stores import CredentialStore, Stored, is_store
 
@@ -361,6 +363,7 @@ class _RefreshAuthBase:
         ):
             raise ValueError(f"advisory must be a finite number of seconds >= 0, got {advisory!r}")
         self._advisory = advisory is not None
+        self._refresh_on = refresh_on if callable(refresh_on) else tuple(refresh_on)
         self._control = FlightControl(
             make_snapshot(credentials, 0, now=clock(), stored=stored_version),
             clock,
@@ -599,6 +602,66 @@ class _RefreshAuthBase:
         """Force a refresh now, from async code; see :meth:`refresh`."""
         snapshot = await self._refresh_async(self._control.snapshot.version, "forced")
         return snapshot.credentials
+
+    # -- pickling and copying (DESIGN R16) ----------------------------------------------
+
+    def _parts(self) -> list[tuple[str, Any]]:
+        """What a pickle or deep copy is built again from, by the names errors give them."""
+        return [
+            ("refresher", self._refresher),
+            ("on_refresh", self._on_refresh),
+            ("apply", self._applier),
+            ("store", self._store),
+            ("refresh_on", self._refresh_on),
+            ("origins", self._origins if self._scope_check is None else self._scope_check),
+            ("clock", self._clock),
+            ("retry", self._retry),
+            ("connector_parameters", self._connector_parameters),
+            ("connection_parameters", self._connection_parameters),
+            ("credentials", dict(self._control.snapshot.credentials)),
+        ]
+
+    def _settings(self) -> dict[str, Any]:
+        """The plain options and the current snapshot's version and expiry."""
+        decisions = self._decisions
+        snapshot = self._control.snapshot
+        return {
+            "leeway": decisions.leeway,
+            "min_refresh_interval": decisions.min_refresh_interval,
+            "refresh_timeout": self._refresh_timeout,
+            "buffer_body": bool(self.requires_request_body),
+            "token_key": self._token_key,
+            "advisory": decisions.advisory,
+            "snapshot": (
+                snapshot.version,
+                snapshot.expires_at,
+                snapshot.lifetime,
+                snapshot.refreshed_at,
+                snapshot.stored,
+            ),
+        }
+
+    def _portable(self) -> _Portable:
+        portable = self.__dict__.get("_pickle_core")
+        if portable is None:  # one per auth, shared by its sharing() views
+            portable = self.__dict__["_pickle_core"] = _Portable(self)
+        return portable
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the options, the refresher, the store and the current credentials.
+
+        Raises:
+            TypeError: a part cannot be pickled (named in the message, e.g. a lambda
+                refresher or a transport with open connections).
+        """
+        return (_view, (type(self), self._portable()))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        # _Portable's deep copy is the new auth (see _Portable.__deepcopy__).
+        rebuilt: Any = copy.deepcopy(self._portable(), memo)
+        copied = _view(type(self), rebuilt)
+        memo[id(self)] = copied
+        return copied
 
     def __repr__(self) -> str:
         snapshot = self._control.snapshot
@@ -1176,6 +1239,69 @@ class _RefreshAuthBase:
             (time.perf_counter() - started) * 1000,
             flight.size,
         )
+
+
+class _Portable:
+    """What a pickle or a deep copy of one RefreshAuth holds.
+
+    One per auth object, shared by its ``sharing()`` views, so that views pickled or
+    copied together are views of one new auth on the other side too.
+    """
+
+    __slots__ = ("auth",)
+
+    def __init__(self, auth: _RefreshAuthBase) -> None:
+        self.auth = auth
+
+    def _secrets(self) -> list[str]:
+        return self.auth._secrets(self.auth._control.snapshot)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        auth = self.auth
+        parts = auth._parts()
+        check_picklable("RefreshAuth", parts, self._secrets())
+        return (_rebuild, (type(auth), dict(parts), auth._settings()))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _RefreshAuthBase:
+        auth = self.auth
+        secrets = self._secrets()
+        parts = {
+            name: copy_part("RefreshAuth", name, value, memo, secrets)
+            for name, value in auth._parts()
+        }
+        rebuilt = _rebuild(type(auth), parts, auth._settings())
+        memo[id(self)] = rebuilt
+        return rebuilt
+
+
+def _rebuild(
+    cls: type[_RefreshAuthBase], parts: dict[str, Any], settings: dict[str, Any]
+) -> _RefreshAuthBase:
+    """A new RefreshAuth from a pickle or deep copy: fresh locks, no flight, zero stats; the
+    credentials, version and expiry as they were (a store is not read here: the next
+    refresh reloads it)."""
+    parts = dict(parts)
+    settings = dict(settings)
+    credentials = parts.pop("credentials")
+    store = parts.pop("store")
+    version, expires_at, lifetime, refreshed_at, stored = settings.pop("snapshot")
+    auth = cls(
+        credentials,
+        parts.pop("refresher"),
+        apply=parts.pop("apply"),
+        **parts,
+        **settings,
+    )
+    auth._store = store
+    auth._control.snapshot = Snapshot(
+        MappingProxyType(dict(credentials)), version, expires_at, lifetime, refreshed_at, stored
+    )
+    return auth
+
+
+def _view(cls: type[_RefreshAuthBase], auth: _RefreshAuthBase) -> _RefreshAuthBase:
+    """``auth`` as an object of ``cls`` (a ``sharing()`` view when it is of the other flavour)."""
+    return auth if type(auth) is cls else cls.sharing(auth)
 
 
 class RefreshAuth(_RefreshAuthBase, httpx.Auth):

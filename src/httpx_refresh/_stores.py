@@ -10,6 +10,13 @@ already), or refreshes, saves with compare-and-set on the version it read, and r
 - :class:`MemoryStore`: in this process (two auth objects may share it).
 - :class:`FileStore`: a JSON file, atomic writes, owner-only, ``filelock`` lock.
 - :class:`RedisStore`: one Redis hash; a lock with an expiry; compare-and-set in Lua.
+
+Stores pickle and deep-copy (DESIGN R16): a ``MemoryStore`` as its credentials (the copy
+is a store of its own), a ``FileStore`` as its path, a ``RedisStore`` as its URL (or its
+client's connection settings) and key; locks and connections are new on the other side.
+After ``os.fork()`` the child gets fresh in-process locks (a parent thread may have
+held one) and a new file lock object; redis-py's sync connection pool renews its
+connections in a child by itself, a ``redis.asyncio`` client is rebuilt.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import anyio.to_thread
 
 from ._exceptions import StoreError
 from ._files import write_json_atomic
+from ._portable import after_fork, describe
 
 __all__ = ["CredentialStore", "FileStore", "MemoryStore", "RedisStore", "Stored", "is_store"]
 
@@ -133,6 +141,18 @@ class MemoryStore:
         self._mutex = threading.Lock()
         self._lock = threading.Lock()
         self._stored = None if credentials is None else Stored(dict(credentials), 1)
+        after_fork(self)
+
+    def _after_fork(self) -> None:
+        self._mutex = threading.Lock()
+        self._lock = threading.Lock()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A pickle or deep copy is a store of its own with the same credentials and version.
+        stored = self._stored
+        if stored is None:
+            return (_memory_store, (None, 0))
+        return (_memory_store, (dict(stored.credentials), stored.version))
 
     def __repr__(self) -> str:
         stored = self._stored
@@ -198,6 +218,13 @@ class MemoryStore:
         self._lock.release()
 
 
+def _memory_store(credentials: dict[str, Any] | None, version: int) -> MemoryStore:
+    store = MemoryStore()
+    if credentials is not None:
+        store._stored = Stored(credentials, version)
+    return store
+
+
 _MARKER = "httpx_refresh_store"
 
 
@@ -230,6 +257,19 @@ class FileStore:
         # FileLock is re-entrant within a process; this makes one FileStore object shared
         # by threads, tasks or several auth objects a real lock too.
         self._local = threading.Lock()
+        after_fork(self)
+
+    def _after_fork(self) -> None:
+        # filelock refuses an instance inherited across fork; the parent's lock (held by
+        # a parent thread, maybe) stays the parent's: this child waits for it like any
+        # other process.
+        import filelock
+
+        self._filelock = filelock.FileLock(str(self.path) + ".lock", thread_local=False)
+        self._local = threading.Lock()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FileStore, (str(self.path),))
 
     def __repr__(self) -> str:
         return f"<FileStore {str(self.path)!r}>"
@@ -436,12 +476,43 @@ class RedisStore:
             ) from exc
         self._errors: tuple[type[BaseException], ...] = (redis_py.RedisError, OSError)
         self._owned = isinstance(redis, str)  # a client made here is closed by close()
+        self._url: str | None = redis if self._owned else None
         self._client = redis_py.Redis.from_url(redis) if self._owned else redis
         self.key = key
         self._lock_ttl = float(lock_ttl)
         self._cas = self._client.register_script(_CAS)
         self._async_client = async_client
         self._acas = async_client.register_script(_CAS) if async_client is not None else None
+        if async_client is not None:
+            after_fork(self)
+
+    def _after_fork(self) -> None:
+        # redis-py's sync pool renews its connections in a child by itself (it checks the
+        # pid); a redis.asyncio pool does not, and its connections belong to the parent's
+        # event loop: rebuild the async client from its settings, or use the sync one.
+        try:
+            self._async_client = _rebuild_client(_client_recipe(self._async_client), True)
+        except TypeError:
+            self._async_client = None
+        self._acas = (
+            None if self._async_client is None else self._async_client.register_script(_CAS)
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # By URL, or by the client's connection settings (the pickle holds the password,
+        # as the URL would: a pickle of a store is a secret).
+        recipe: Any = self._url
+        async_recipe = None
+        part = "client"
+        try:
+            if recipe is None:
+                recipe = _client_recipe(self._client)
+            part = "async_client"
+            if self._async_client is not None:
+                async_recipe = _client_recipe(self._async_client)
+        except TypeError as exc:
+            raise TypeError(f"RedisStore's {part} cannot be pickled: {exc}") from None
+        return (_redis_store, (recipe, self.key, self._lock_ttl, async_recipe))
 
     def _native(self) -> bool:
         """Use ``redis.asyncio``: an async client was given and this is asyncio."""
@@ -631,6 +702,99 @@ class RedisStore:
                 self.key,
                 type(exc).__name__,
             )
+
+
+# redis-py connection settings a client is rebuilt from (plus any ssl_* option its
+# constructor takes); the rest (retry policy, health checks' internals) take redis-py's
+# defaults.
+_REDIS_SETTINGS = frozenset(
+    {
+        "host",
+        "port",
+        "db",
+        "username",
+        "password",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "encoding",
+        "encoding_errors",
+        "decode_responses",
+        "health_check_interval",
+        "client_name",
+        "protocol",
+    }
+)
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _client_recipe(client: Any) -> tuple[str, dict[str, Any]]:
+    """``(connection kind, settings)`` to build a redis-py client like ``client`` again.
+
+    Raises:
+        TypeError: the client's connection cannot be described by plain settings (a
+            credential provider, a custom connection class or connect function).
+    """
+    pool = getattr(client, "connection_pool", None)
+    given = getattr(pool, "connection_kwargs", None)
+    kind = getattr(getattr(pool, "connection_class", None), "__name__", None)
+    if not isinstance(given, Mapping) or kind not in (
+        "Connection",
+        "SSLConnection",
+        "UnixDomainSocketConnection",
+    ):
+        raise TypeError(
+            f"a {describe(client)} whose connections are not redis-py's own; build the "
+            "RedisStore from a URL"
+        )
+    for name in ("credential_provider", "redis_connect_func"):
+        if given.get(name) is not None:
+            raise TypeError(
+                f"the client has a {name}, which is not rebuilt elsewhere; build the "
+                "RedisStore from a URL"
+            )
+    settings: dict[str, Any] = {}
+    for name, value in given.items():
+        wanted = name in _REDIS_SETTINGS or name == "path" or name.startswith("ssl_")
+        if wanted and isinstance(value, _PLAIN):
+            settings["unix_socket_path" if name == "path" else name] = value
+    max_connections = getattr(pool, "max_connections", None)
+    if isinstance(max_connections, int) and max_connections < 2**31:
+        settings["max_connections"] = max_connections
+    return kind, settings
+
+
+def _rebuild_client(recipe: str | tuple[str, dict[str, Any]], asynchronous: bool) -> Any:
+    """A redis-py client (``redis.asyncio`` if ``asynchronous``) from a URL or a recipe."""
+    import inspect
+
+    import redis as redis_py
+    import redis.asyncio
+
+    cls: Any = redis.asyncio.Redis if asynchronous else redis_py.Redis
+    if isinstance(recipe, str):
+        return cls.from_url(recipe)
+    kind, settings = recipe
+    accepted = inspect.signature(cls.__init__).parameters
+    options = {name: value for name, value in settings.items() if name in accepted}
+    if kind == "SSLConnection":
+        options["ssl"] = True
+    return cls(**options)
+
+
+def _redis_store(
+    recipe: str | tuple[str, dict[str, Any]],
+    key: str,
+    lock_ttl: float,
+    async_recipe: tuple[str, dict[str, Any]] | None,
+) -> RedisStore:
+    async_client = None if async_recipe is None else _rebuild_client(async_recipe, True)
+    store = RedisStore(
+        _rebuild_client(recipe, False), key, lock_ttl=lock_ttl, async_client=async_client
+    )
+    store._owned = True  # built here: close() closes it
+    store._url = recipe if isinstance(recipe, str) else None
+    return store
 
 
 def is_store(value: Any) -> bool:

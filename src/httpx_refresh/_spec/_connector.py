@@ -581,6 +581,15 @@ class Connection:
             **options,
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Its refresher, applier and scope are the loaded spec's methods (Python modules
+        # loaded from the connector's folder, a Node.js runner): not rebuilt elsewhere.
+        raise TypeError(
+            f"Connection {self.connector.name!r} cannot be pickled or deep-copied (nor its auth): "
+            "call load_connector(...).connect(...) again in the other process, with a shared "
+            "FileStore or RedisStore to share the credentials"
+        )
+
     def __repr__(self) -> str:
         return (
             f"<Connection {self.connector.name!r} type={self.auth_type!r} "
