@@ -205,15 +205,33 @@ def test_r16_fork_async_child_refreshes_at_once(anyio_backend: str, asynchronous
     _finish_parent(auth, refresher, thread)
 
 
+def _shared_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A new handle on one store location (a FileStore, or a RedisStore with an async client)."""
+    if kind == "file":
+        return hr.FileStore(tmp_path / "credentials.json")
+    import redis.asyncio
+
+    url = request.getfixturevalue("redis_url")
+    key = f"test:fork:{tmp_path.name}"
+    return hr.RedisStore(url, key, async_client=redis.asyncio.Redis.from_url(url))
+
+
+@pytest.mark.parametrize("store_kind", ["file", "redis"])
 @pytest.mark.parametrize("kind", ["sync", "asyncio", "trio"])
-def test_r16_fork_child_adopts_the_file_store_credentials(tmp_path: Path, kind: str) -> None:
-    """R16: with a FileStore, the parent's refresh holds the file lock when the child forks.
-    The child takes a lock of its own (the inherited one is not used), waits for the parent's
-    save and adopts those credentials without calling the refresher."""
-    path = tmp_path / "credentials.json"
-    hr.FileStore(path).save({"access_token": "old", "refresh_token": "r1"}, expected_version=None)
+def test_r16_fork_child_adopts_the_stored_credentials(
+    request: pytest.FixtureRequest, tmp_path: Path, store_kind: str, kind: str
+) -> None:
+    """R16: with a FileStore or RedisStore, the parent's refresh holds the store's lock when the
+    child forks. The child's store objects are its own (filelock refuses an inherited lock;
+    a redis.asyncio client is rebuilt), it waits for the parent's save and adopts those
+    credentials without calling the refresher."""
+    first, store, last = (_shared_store(store_kind, request, tmp_path) for _ in range(3))
+    request.addfinalizer(
+        lambda: [getattr(s, "close", lambda: None)() for s in (first, store, last)]
+    )
+    first.save({"access_token": "old", "refresh_token": "r1"}, expected_version=None)
     refresher = Refresher(os.getpid())
-    auth = _auth(refresher, hr.FileStore(path))
+    auth = _auth(refresher, store)
     thread = _refreshing_in_thread(auth, refresher)
 
     def child() -> dict[str, Any]:
@@ -232,7 +250,7 @@ def test_r16_fork_child_adopts_the_file_store_credentials(tmp_path: Path, kind: 
     assert report["calls"] == 0
     assert report["parent_token"]
     _finish_parent(auth, refresher, thread)
-    stored = hr.FileStore(path).load()
+    stored = last.load()
     assert stored is not None
     assert stored.version == 2
 

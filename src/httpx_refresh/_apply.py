@@ -3,6 +3,7 @@
 An *applier* is any ``Callable[[request, Mapping[str, Any]], None]`` that writes
 values from one credentials snapshot onto the request (DESIGN R1). Appliers work on
 any request object with httpx's ``headers`` and ``url`` interface (httpx, httpx2).
+The built-in ones pickle and deep-copy (DESIGN R16).
 """
 
 from __future__ import annotations

@@ -258,6 +258,13 @@ class _RefreshAuthBase:
     :class:`ReauthorizationRequired`) when a needed refresh fails, and
     :class:`RequestNotReplayable` when a streaming body cannot be replayed, and
     :class:`StoreError` when a store cannot be locked, read or written during a refresh.
+
+    It pickles and deep-copies (DESIGN R16): the copy keeps the credentials, their expiry
+    and the version, and starts with fresh locks, no flight, no failure state and zero
+    ``stats``; a store is not read until its next refresh. A pickle holds the credentials:
+    treat it as a secret. A part that cannot be pickled (a lambda refresher) raises
+    ``TypeError`` naming it. After ``os.fork()`` the child does not wait for a refresh that
+    was running in the parent: it refreshes (or adopts the store's credentials) itself.
     """
 
     # The HTTP library of this flavour (httpx or httpx2): its Auth base class is mixed in

@@ -425,6 +425,9 @@ class OAuth2Refresh(_TokenGrant):
         transport: an ``httpx.BaseTransport`` for the sync client (tests).
         async_transport: an ``httpx.AsyncBaseTransport`` for the async client (tests).
 
+    It pickles and deep-copies (the TLS context is built again when first used); a
+    transport or ``ssl.SSLContext`` that cannot be pickled raises ``TypeError`` naming it.
+
     Raises:
         ValueError: ``token_url`` is not an absolute http(s) URL, or ``client_auth`` is unknown.
     """
@@ -442,7 +445,7 @@ class ClientCredentialsRefresh(_TokenGrant):
     """Refresher for the RFC 6749 section 4.4 client_credentials grant.
 
     Fetches a new access token with the client's own credentials; no refresh token
-    is needed. Arguments as for :class:`OAuth2Refresh`.
+    is needed. Arguments (and pickling) as for :class:`OAuth2Refresh`.
 
     Raises:
         ValueError: ``token_url`` is not an absolute http(s) URL, or ``client_auth`` is unknown.

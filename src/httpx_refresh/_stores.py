@@ -134,7 +134,8 @@ class MemoryStore:
         credentials: initial credentials (stored as version 1), or ``None`` for none.
 
     The lock is a ``threading.Lock``: it coordinates threads and event loops of this
-    process, not other processes (use :class:`FileStore` or :class:`RedisStore`).
+    process, not other processes (use :class:`FileStore` or :class:`RedisStore`). A pickle
+    or deep copy is a store of its own with the same credentials and version.
     """
 
     def __init__(self, credentials: Mapping[str, Any] | None = None) -> None:
@@ -238,7 +239,8 @@ class FileStore:
     (0600); the lock is ``filelock.FileLock`` on ``<path>.lock`` (released by the OS if
     the holder dies). A file that is not valid JSON is a :class:`StoreError` and is
     never replaced. Temporary files left by a writer killed mid-save are deleted by the
-    next save once they are a minute old.
+    next save once they are a minute old. It pickles and deep-copies as its path (a new
+    lock); after ``os.fork()`` the child uses a lock object of its own.
 
     Args:
         path: the JSON file (it need not exist yet).
@@ -450,6 +452,12 @@ class RedisStore:
     (``lock_ttl``), so a dead holder blocks the others for at most that long. Async
     methods use ``redis.asyncio`` when ``async_client`` is given and the loop is asyncio,
     and otherwise the sync client in a worker thread (so trio works too).
+
+    It pickles and deep-copies as its URL and key, or, when given a client, as that client's
+    connection settings (host, port, db, username, password, timeouts, TLS options; redis-py
+    defaults for the rest); a client with a ``credential_provider`` or a connection class of
+    its own raises ``TypeError``. Clients are new on the other side; after ``os.fork()``
+    redis-py renews the sync client's connections and an ``async_client`` is rebuilt.
 
     Args:
         redis: a Redis URL (``redis://127.0.0.1:6379/0``) or a ``redis.Redis`` client.

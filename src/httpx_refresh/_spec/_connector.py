@@ -492,7 +492,9 @@ class _PrepareThenHook:
 class Connection:
     """A connector bound to one account: its :class:`RefreshAuth` and ready-made clients.
 
-    Built by :meth:`Connector.connect`.
+    Built by :meth:`Connector.connect`. It does not pickle or deep-copy, nor does its
+    ``auth`` (a ``TypeError`` says so): connect again in the other process, with a shared
+    :class:`~httpx_refresh.FileStore` or :class:`~httpx_refresh.RedisStore`.
 
     Attributes:
         connector: the :class:`Connector`.
