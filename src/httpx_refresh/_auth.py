@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Generator, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType, ModuleType
+from types import ModuleType
 from typing import Any, TypeVar
 
 import anyio
@@ -23,7 +23,7 @@ from ._credentials import Snapshot, make_snapshot, scrub, secret_values
 from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshError, StoreError
 from ._flight import Flight, FlightControl, RefreshStats, fresh_copy, translate
 from ._invoke import call_async, call_sync, is_async_callable
-from ._portable import check_picklable, copy_part
+from ._portable import AuthCopier, view
 from ._retry import RetryPolicy, retry_async, retry_sync
 from ._stores import CredentialStore, Stored, is_store
 
@@ -648,10 +648,10 @@ class _RefreshAuthBase:
             ),
         }
 
-    def _portable(self) -> _Portable:
+    def _portable(self) -> AuthCopier:
         portable = self.__dict__.get("_pickle_core")
         if portable is None:  # one per auth, shared by its sharing() views
-            portable = self.__dict__["_pickle_core"] = _Portable(self)
+            portable = self.__dict__["_pickle_core"] = AuthCopier(self)
         return portable
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -661,12 +661,12 @@ class _RefreshAuthBase:
             TypeError: a part cannot be pickled (named in the message, e.g. a lambda
                 refresher or a transport with open connections).
         """
-        return (_view, (type(self), self._portable()))
+        return (view, (type(self), self._portable()))
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
-        # _Portable's deep copy is the new auth (see _Portable.__deepcopy__).
+        # The copier's deep copy is the new auth (see AuthCopier.__deepcopy__).
         rebuilt: Any = copy.deepcopy(self._portable(), memo)
-        copied = _view(type(self), rebuilt)
+        copied = view(type(self), rebuilt)
         memo[id(self)] = copied
         return copied
 
@@ -1246,69 +1246,6 @@ class _RefreshAuthBase:
             (time.perf_counter() - started) * 1000,
             flight.size,
         )
-
-
-class _Portable:
-    """What a pickle or a deep copy of one RefreshAuth holds.
-
-    One per auth object, shared by its ``sharing()`` views, so that views pickled or
-    copied together are views of one new auth on the other side too.
-    """
-
-    __slots__ = ("auth",)
-
-    def __init__(self, auth: _RefreshAuthBase) -> None:
-        self.auth = auth
-
-    def _secrets(self) -> list[str]:
-        return self.auth._secrets(self.auth._control.snapshot)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        auth = self.auth
-        parts = auth._parts()
-        check_picklable("RefreshAuth", parts, self._secrets())
-        return (_rebuild, (type(auth), dict(parts), auth._settings()))
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _RefreshAuthBase:
-        auth = self.auth
-        secrets = self._secrets()
-        parts = {
-            name: copy_part("RefreshAuth", name, value, memo, secrets)
-            for name, value in auth._parts()
-        }
-        rebuilt = _rebuild(type(auth), parts, auth._settings())
-        memo[id(self)] = rebuilt
-        return rebuilt
-
-
-def _rebuild(
-    cls: type[_RefreshAuthBase], parts: dict[str, Any], settings: dict[str, Any]
-) -> _RefreshAuthBase:
-    """A new RefreshAuth from a pickle or deep copy: fresh locks, no flight, zero stats; the
-    credentials, version and expiry as they were (a store is not read here: the next
-    refresh reloads it)."""
-    parts = dict(parts)
-    settings = dict(settings)
-    credentials = parts.pop("credentials")
-    store = parts.pop("store")
-    version, expires_at, lifetime, refreshed_at, stored = settings.pop("snapshot")
-    auth = cls(
-        credentials,
-        parts.pop("refresher"),
-        apply=parts.pop("apply"),
-        **parts,
-        **settings,
-    )
-    auth._store = store
-    auth._control.snapshot = Snapshot(
-        MappingProxyType(dict(credentials)), version, expires_at, lifetime, refreshed_at, stored
-    )
-    return auth
-
-
-def _view(cls: type[_RefreshAuthBase], auth: _RefreshAuthBase) -> _RefreshAuthBase:
-    """``auth`` as an object of ``cls`` (a ``sharing()`` view when it is of the other flavour)."""
-    return auth if type(auth) is cls else cls.sharing(auth)
 
 
 class RefreshAuth(_RefreshAuthBase, httpx.Auth):

@@ -10,6 +10,10 @@ inside; it never shows a value (only type and function names, scrubbed of secret
 Objects whose in-process state goes stale in a forked child (locks a parent thread
 may hold, a flight run by a parent thread) register in a weak set here and are
 reset by one ``os.register_at_fork(after_in_child=...)`` handler.
+
+Here: the part checks and messages, the fork handler, how a redis-py client is described
+and built again (``RedisStore``), and what a ``RefreshAuth``'s pickle holds
+(:class:`AuthCopier`; the auth itself says which parts and settings).
 """
 
 from __future__ import annotations
@@ -18,12 +22,24 @@ import copy
 import os
 import pickle
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, Protocol
 
-from ._credentials import scrub
+from ._credentials import Snapshot, scrub
 
-__all__ = ["after_fork", "check_picklable", "copy_part", "describe", "part_error"]
+__all__ = [
+    "AuthCopier",
+    "after_fork",
+    "check_picklable",
+    "client_recipe",
+    "copy_part",
+    "describe",
+    "part_error",
+    "rebuild_auth",
+    "rebuild_client",
+    "view",
+]
 
 
 class _ForkAware(Protocol):
@@ -88,3 +104,148 @@ def copy_part(
         return copy.deepcopy(value, memo)
     except Exception as exc:  # noqa: BLE001 - whatever the part's own copy raised
         raise part_error(owner, part, value, exc, "deep-copied", secrets) from None
+
+
+# -- redis-py clients (RedisStore) ----------------------------------------------------------
+
+# redis-py connection settings a client is rebuilt from (plus any ssl_* option its
+# constructor takes); the rest (retry policy, health checks' internals) take redis-py's
+# defaults.
+_REDIS_SETTINGS = frozenset(
+    {
+        "host",
+        "port",
+        "db",
+        "username",
+        "password",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "encoding",
+        "encoding_errors",
+        "decode_responses",
+        "health_check_interval",
+        "client_name",
+        "protocol",
+    }
+)
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def client_recipe(client: Any) -> tuple[str, dict[str, Any]]:
+    """``(connection kind, settings)`` to build a redis-py client like ``client`` again.
+
+    Raises:
+        TypeError: the client's connection cannot be described by plain settings (a
+            credential provider, a custom connection class or connect function).
+    """
+    pool = getattr(client, "connection_pool", None)
+    given = getattr(pool, "connection_kwargs", None)
+    kind = getattr(getattr(pool, "connection_class", None), "__name__", None)
+    if not isinstance(given, Mapping) or kind not in (
+        "Connection",
+        "SSLConnection",
+        "UnixDomainSocketConnection",
+    ):
+        raise TypeError(
+            f"a {describe(client)} whose connections are not redis-py's own; build the "
+            "RedisStore from a URL"
+        )
+    for name in ("credential_provider", "redis_connect_func"):
+        if given.get(name) is not None:
+            raise TypeError(
+                f"the client has a {name}, which is not rebuilt elsewhere; build the "
+                "RedisStore from a URL"
+            )
+    settings: dict[str, Any] = {}
+    for name, value in given.items():
+        wanted = name in _REDIS_SETTINGS or name == "path" or name.startswith("ssl_")
+        if wanted and isinstance(value, _PLAIN):
+            settings["unix_socket_path" if name == "path" else name] = value
+    max_connections = getattr(pool, "max_connections", None)
+    if isinstance(max_connections, int) and max_connections < 2**31:
+        settings["max_connections"] = max_connections
+    return kind, settings
+
+
+def rebuild_client(recipe: str | tuple[str, dict[str, Any]], asynchronous: bool) -> Any:
+    """A redis-py client (``redis.asyncio`` if ``asynchronous``) from a URL or a recipe."""
+    import inspect
+
+    import redis as redis_py
+    import redis.asyncio
+
+    cls: Any = redis.asyncio.Redis if asynchronous else redis_py.Redis
+    if isinstance(recipe, str):
+        return cls.from_url(recipe)
+    kind, settings = recipe
+    accepted = inspect.signature(cls.__init__).parameters
+    options = {name: value for name, value in settings.items() if name in accepted}
+    if kind == "SSLConnection":
+        options["ssl"] = True
+    return cls(**options)
+
+
+# -- RefreshAuth ---------------------------------------------------------------------------
+
+
+class AuthCopier:
+    """What a pickle or a deep copy of one RefreshAuth holds.
+
+    One per auth object, shared by its ``sharing()`` views, so that views pickled or
+    copied together are views of one new auth on the other side too.
+    """
+
+    __slots__ = ("auth",)
+
+    def __init__(self, auth: Any) -> None:
+        self.auth = auth
+
+    def _secrets(self) -> list[str]:
+        found: list[str] = self.auth._secrets(self.auth._control.snapshot)
+        return found
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        auth = self.auth
+        parts = auth._parts()
+        check_picklable("RefreshAuth", parts, self._secrets())
+        return (rebuild_auth, (type(auth), dict(parts), auth._settings()))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        auth = self.auth
+        secrets = self._secrets()
+        parts = {
+            name: copy_part("RefreshAuth", name, value, memo, secrets)
+            for name, value in auth._parts()
+        }
+        rebuilt = rebuild_auth(type(auth), parts, auth._settings())
+        memo[id(self)] = rebuilt
+        return rebuilt
+
+
+def rebuild_auth(cls: type[Any], parts: dict[str, Any], settings: dict[str, Any]) -> Any:
+    """A new RefreshAuth from a pickle or deep copy: fresh locks, no flight, zero stats; the
+    credentials, version and expiry as they were (a store is not read here: the next
+    refresh reloads it)."""
+    parts = dict(parts)
+    settings = dict(settings)
+    credentials = parts.pop("credentials")
+    store = parts.pop("store")
+    version, expires_at, lifetime, refreshed_at, stored = settings.pop("snapshot")
+    auth = cls(
+        credentials,
+        parts.pop("refresher"),
+        apply=parts.pop("apply"),
+        **parts,
+        **settings,
+    )
+    auth._store = store
+    auth._control.snapshot = Snapshot(
+        MappingProxyType(dict(credentials)), version, expires_at, lifetime, refreshed_at, stored
+    )
+    return auth
+
+
+def view(cls: type[Any], auth: Any) -> Any:
+    """``auth`` as an object of ``cls`` (a ``sharing()`` view when it is of the other flavour)."""
+    return auth if type(auth) is cls else cls.sharing(auth)

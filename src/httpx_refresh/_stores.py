@@ -37,7 +37,7 @@ import anyio.to_thread
 
 from ._exceptions import StoreError
 from ._files import write_json_atomic
-from ._portable import after_fork, describe
+from ._portable import after_fork, client_recipe, rebuild_client
 
 __all__ = ["CredentialStore", "FileStore", "MemoryStore", "RedisStore", "Stored", "is_store"]
 
@@ -499,7 +499,7 @@ class RedisStore:
         # pid); a redis.asyncio pool does not, and its connections belong to the parent's
         # event loop: rebuild the async client from its settings, or use the sync one.
         try:
-            self._async_client = _rebuild_client(_client_recipe(self._async_client), True)
+            self._async_client = rebuild_client(client_recipe(self._async_client), True)
         except TypeError:
             self._async_client = None
         self._acas = (
@@ -514,10 +514,10 @@ class RedisStore:
         part = "client"
         try:
             if recipe is None:
-                recipe = _client_recipe(self._client)
+                recipe = client_recipe(self._client)
             part = "async_client"
             if self._async_client is not None:
-                async_recipe = _client_recipe(self._async_client)
+                async_recipe = client_recipe(self._async_client)
         except TypeError as exc:
             raise TypeError(f"RedisStore's {part} cannot be pickled: {exc}") from None
         return (_redis_store, (recipe, self.key, self._lock_ttl, async_recipe))
@@ -712,93 +712,15 @@ class RedisStore:
             )
 
 
-# redis-py connection settings a client is rebuilt from (plus any ssl_* option its
-# constructor takes); the rest (retry policy, health checks' internals) take redis-py's
-# defaults.
-_REDIS_SETTINGS = frozenset(
-    {
-        "host",
-        "port",
-        "db",
-        "username",
-        "password",
-        "socket_timeout",
-        "socket_connect_timeout",
-        "socket_keepalive",
-        "encoding",
-        "encoding_errors",
-        "decode_responses",
-        "health_check_interval",
-        "client_name",
-        "protocol",
-    }
-)
-_PLAIN = (str, int, float, bool, type(None))
-
-
-def _client_recipe(client: Any) -> tuple[str, dict[str, Any]]:
-    """``(connection kind, settings)`` to build a redis-py client like ``client`` again.
-
-    Raises:
-        TypeError: the client's connection cannot be described by plain settings (a
-            credential provider, a custom connection class or connect function).
-    """
-    pool = getattr(client, "connection_pool", None)
-    given = getattr(pool, "connection_kwargs", None)
-    kind = getattr(getattr(pool, "connection_class", None), "__name__", None)
-    if not isinstance(given, Mapping) or kind not in (
-        "Connection",
-        "SSLConnection",
-        "UnixDomainSocketConnection",
-    ):
-        raise TypeError(
-            f"a {describe(client)} whose connections are not redis-py's own; build the "
-            "RedisStore from a URL"
-        )
-    for name in ("credential_provider", "redis_connect_func"):
-        if given.get(name) is not None:
-            raise TypeError(
-                f"the client has a {name}, which is not rebuilt elsewhere; build the "
-                "RedisStore from a URL"
-            )
-    settings: dict[str, Any] = {}
-    for name, value in given.items():
-        wanted = name in _REDIS_SETTINGS or name == "path" or name.startswith("ssl_")
-        if wanted and isinstance(value, _PLAIN):
-            settings["unix_socket_path" if name == "path" else name] = value
-    max_connections = getattr(pool, "max_connections", None)
-    if isinstance(max_connections, int) and max_connections < 2**31:
-        settings["max_connections"] = max_connections
-    return kind, settings
-
-
-def _rebuild_client(recipe: str | tuple[str, dict[str, Any]], asynchronous: bool) -> Any:
-    """A redis-py client (``redis.asyncio`` if ``asynchronous``) from a URL or a recipe."""
-    import inspect
-
-    import redis as redis_py
-    import redis.asyncio
-
-    cls: Any = redis.asyncio.Redis if asynchronous else redis_py.Redis
-    if isinstance(recipe, str):
-        return cls.from_url(recipe)
-    kind, settings = recipe
-    accepted = inspect.signature(cls.__init__).parameters
-    options = {name: value for name, value in settings.items() if name in accepted}
-    if kind == "SSLConnection":
-        options["ssl"] = True
-    return cls(**options)
-
-
 def _redis_store(
     recipe: str | tuple[str, dict[str, Any]],
     key: str,
     lock_ttl: float,
     async_recipe: tuple[str, dict[str, Any]] | None,
 ) -> RedisStore:
-    async_client = None if async_recipe is None else _rebuild_client(async_recipe, True)
+    async_client = None if async_recipe is None else rebuild_client(async_recipe, True)
     store = RedisStore(
-        _rebuild_client(recipe, False), key, lock_ttl=lock_ttl, async_client=async_client
+        rebuild_client(recipe, False), key, lock_ttl=lock_ttl, async_client=async_client
     )
     store._owned = True  # built here: close() closes it
     store._url = recipe if isinstance(recipe, str) else None
