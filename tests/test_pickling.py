@@ -478,3 +478,30 @@ def test_r16_process_pool_receives_a_pickled_auth(
     assert {hit.gen for hit in hits} == {1}
     assert auth.version == 1
     assert auth.stats == hr.RefreshStats()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("flavour", ["sync", "asyncio", "trio"])
+def test_r16_process_pool_workers_share_a_pickled_file_store_auth(
+    run_server: Callable[[Any], str], tmp_path: Path, flavour: str
+) -> None:
+    """R16: two spawned workers get the same pickled FileStore-backed auth (a rotating,
+    single-use refresh token; credentials expired) and send 10 requests each: the store
+    travels as its path, so the workers refresh once between them (the other adopts)."""
+    server = OAuthServer(rotate=True, single_use=True)
+    url = run_server(server.app)
+    store = hr.FileStore(tmp_path / "credentials.json")
+    store.save(server.initial_credentials(expires_at=time.time() - 60), expected_version=None)
+    auth = hr.RefreshAuth(
+        store, hr.OAuth2Refresh(f"{url}/token", client_id="client", client_secret=SECRET)
+    )
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_worker, auth, url, flavour, 10) for _ in range(2)]
+        reports = [future.result(timeout=60) for future in futures]
+    assert [report["statuses"] for report in reports] == [[200] * 10] * 2
+    assert sorted(report["refreshes"] for report in reports) == [0, 1]
+    assert server.token_calls == 1
+    assert {hit.gen for hit in server.hits} == {1}
+    stored = store.load()
+    assert stored is not None
+    assert stored.version == 2
