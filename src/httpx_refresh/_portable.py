@@ -19,6 +19,7 @@ and built again (``RedisStore``), and what a ``RefreshAuth``'s pickle holds
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import pickle
 import weakref
@@ -42,6 +43,9 @@ __all__ = [
 ]
 
 
+logger = logging.getLogger("httpx_refresh")
+
+
 class _ForkAware(Protocol):
     def _after_fork(self) -> None: ...
 
@@ -52,7 +56,10 @@ _LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     for item in list(_LIVE):
-        item._after_fork()
+        try:
+            item._after_fork()
+        except Exception:  # one object's failure must not skip the others
+            logger.exception("renewing %s after fork failed", type(item).__name__)
 
 
 if hasattr(os, "register_at_fork"):  # POSIX

@@ -497,7 +497,10 @@ class RedisStore:
     def _after_fork(self) -> None:
         # redis-py's sync pool renews its connections in a child by itself (it checks the
         # pid); a redis.asyncio pool does not, and its connections belong to the parent's
-        # event loop: rebuild the async client from its settings, or use the sync one.
+        # event loop: rebuild the async client from its settings, or use the sync one. The
+        # inherited client is kept unused (closing its copies here could disturb the
+        # parent's connections).
+        self._inherited = self._async_client
         try:
             self._async_client = rebuild_client(client_recipe(self._async_client), True)
         except TypeError:
