@@ -119,6 +119,25 @@ def test_r16_auth_copy_keeps_credentials_and_version_with_fresh_state(
     assert len(_CALLS) == 2
 
 
+def test_r16_shallow_copy_is_a_fresh_auth_over_the_same_parts() -> None:
+    """R16: ``copy.copy``: fresh flight state and stats, the same refresher and store."""
+    store = hr.MemoryStore({"access_token": ACCESS})
+    auth = hr.RefreshAuth(store, _refresher)
+    auth.refresh()
+
+    copied = copy.copy(auth)
+
+    assert type(copied) is hr.RefreshAuth
+    assert copied._control is not auth._control
+    assert copied._refresher is auth._refresher
+    assert copied._store is store
+    assert copied.version == 1
+    assert copied.stats == hr.RefreshStats()
+    with httpx.HTTPTransport() as transport:  # parts that do not pickle are shared, not copied
+        grant = hr.OAuth2Refresh("https://auth.example.com/token", transport=transport)
+        assert copy.copy(grant)._transport is transport
+
+
 def test_r16_sharing_views_copied_together_stay_one_auth(clone: Callable[[Any], Any]) -> None:
     """R16: an auth and its httpx2 view, copied together, are again two views of one auth."""
     httpx2_flavour = pytest.importorskip("httpx_refresh.httpx2")

@@ -23,7 +23,7 @@ from ._credentials import Snapshot, make_snapshot, scrub, secret_values
 from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshError, StoreError
 from ._flight import Flight, FlightControl, RefreshStats, fresh_copy, translate
 from ._invoke import call_async, call_sync, is_async_callable
-from ._portable import AuthCopier, view
+from ._portable import AuthCopier, rebuild_auth, view
 from ._retry import RetryPolicy, retry_async, retry_sync
 from ._stores import CredentialStore, Stored, is_store
 
@@ -261,7 +261,8 @@ class _RefreshAuthBase:
 
     It pickles and deep-copies (DESIGN R16): the copy keeps the credentials, their expiry
     and the version, and starts with fresh locks, no flight, no failure state and zero
-    ``stats``; a store is not read until its next refresh. A pickle holds the credentials:
+    ``stats``; a store is not read until its next refresh (``copy.copy`` is the same with
+    the same refresher, store and hooks). A pickle holds the credentials:
     treat it as a secret. A part that cannot be pickled (a lambda refresher) raises
     ``TypeError`` naming it. After ``os.fork()`` the child does not wait for a refresh that
     was running in the parent: it refreshes (or adopts the store's credentials) itself.
@@ -662,6 +663,10 @@ class _RefreshAuthBase:
                 refresher or a transport with open connections).
         """
         return (view, (type(self), self._portable()))
+
+    def __copy__(self) -> Any:
+        # Fresh state like a deep copy, with the same refresher, store, applier and hooks.
+        return rebuild_auth(type(self), dict(self._parts()), self._settings())
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
         # The copier's deep copy is the new auth (see AuthCopier.__deepcopy__).

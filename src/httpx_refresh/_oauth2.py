@@ -150,6 +150,9 @@ class _TokenGrant:
         state["_ssl_context"] = None
         return (_rebuild_grant, (type(self), state))
 
+    def __copy__(self) -> _TokenGrant:
+        return _rebuild_grant(type(self), dict(self.__dict__))  # the same transports
+
     def __deepcopy__(self, memo: dict[int, Any]) -> _TokenGrant:
         clone = type(self).__new__(type(self))
         memo[id(self)] = clone

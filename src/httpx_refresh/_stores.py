@@ -509,6 +509,14 @@ class RedisStore:
             None if self._async_client is None else self._async_client.register_script(_CAS)
         )
 
+    def __copy__(self) -> RedisStore:
+        clone = type(self).__new__(type(self))  # the same clients
+        clone.__dict__.update(self.__dict__)
+        clone._owned = False  # close() on the original closes them
+        if clone._async_client is not None:
+            after_fork(clone)
+        return clone
+
     def __reduce__(self) -> tuple[Any, ...]:
         # By URL, or by the client's connection settings (the pickle holds the password,
         # as the URL would: a pickle of a store is a secret).
