@@ -3,6 +3,7 @@
 An *applier* is any ``Callable[[request, Mapping[str, Any]], None]`` that writes
 values from one credentials snapshot onto the request (DESIGN R1). Appliers work on
 any request object with httpx's ``headers`` and ``url`` interface (httpx, httpx2).
+The built-in ones pickle and deep-copy (DESIGN R16).
 """
 
 from __future__ import annotations
@@ -193,6 +194,10 @@ class _Query:
         value = _value(credentials, self._key, f"the {self._name} query parameter")
         request.url = request.url.copy_set_param(self._name, value)
         return _NONE, frozenset({self._name}), (value,)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Through query_param(): a new process redacts the name from httpx's log too.
+        return (query_param, (self._name, self._key))
 
     def __repr__(self) -> str:
         return f"query_param({self._name!r}, key={self._key!r})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import functools
 import logging
 import time
@@ -22,6 +23,7 @@ from ._credentials import Snapshot, make_snapshot, scrub, secret_values
 from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshError, StoreError
 from ._flight import Flight, FlightControl, RefreshStats, fresh_copy, translate
 from ._invoke import call_async, call_sync, is_async_callable
+from ._portable import AuthCopier, rebuild_auth, view
 from ._retry import RetryPolicy, retry_async, retry_sync
 from ._stores import CredentialStore, Stored, is_store
 
@@ -260,6 +262,14 @@ class _RefreshAuthBase:
     :class:`ReauthorizationRequired`) when a needed refresh fails, and
     :class:`RequestNotReplayable` when a streaming body cannot be replayed, and
     :class:`StoreError` when a store cannot be locked, read or written during a refresh.
+
+    It pickles and deep-copies (DESIGN R16): the copy keeps the credentials, their expiry
+    and the version, and starts with fresh locks, no flight, no failure state and zero
+    ``stats``; a store is not read until its next refresh (``copy.copy`` is the same with
+    the same refresher, store and hooks). A pickle holds the credentials:
+    treat it as a secret. A part that cannot be pickled (a lambda refresher) raises
+    ``TypeError`` naming it. After ``os.fork()`` the child does not wait for a refresh that
+    was running in the parent: it refreshes (or adopts the store's credentials) itself.
     """
 
     # The HTTP library of this flavour (httpx or httpx2): its Auth base class is mixed in
@@ -365,6 +375,7 @@ class _RefreshAuthBase:
         ):
             raise ValueError(f"advisory must be a finite number of seconds >= 0, got {advisory!r}")
         self._advisory = advisory is not None
+        self._refresh_on = refresh_on if callable(refresh_on) else tuple(refresh_on)
         self._control = FlightControl(
             make_snapshot(credentials, 0, now=clock(), stored=stored_version),
             clock,
@@ -603,6 +614,70 @@ class _RefreshAuthBase:
         """Force a refresh now, from async code; see :meth:`refresh`."""
         snapshot = await self._refresh_async(self._control.snapshot.version, "forced")
         return snapshot.credentials
+
+    # -- pickling and copying (DESIGN R16) ----------------------------------------------
+
+    def _parts(self) -> list[tuple[str, Any]]:
+        """What a pickle or deep copy is built again from, by the names errors give them."""
+        return [
+            ("refresher", self._refresher),
+            ("on_refresh", self._on_refresh),
+            ("apply", self._applier),
+            ("store", self._store),
+            ("refresh_on", self._refresh_on),
+            ("origins", self._origins if self._scope_check is None else self._scope_check),
+            ("clock", self._clock),
+            ("retry", self._retry),
+            ("connector_parameters", self._connector_parameters),
+            ("connection_parameters", self._connection_parameters),
+            ("credentials", dict(self._control.snapshot.credentials)),
+        ]
+
+    def _settings(self) -> dict[str, Any]:
+        """The plain options and the current snapshot's version and expiry."""
+        decisions = self._decisions
+        snapshot = self._control.snapshot
+        return {
+            "leeway": decisions.leeway,
+            "min_refresh_interval": decisions.min_refresh_interval,
+            "refresh_timeout": self._refresh_timeout,
+            "buffer_body": bool(self.requires_request_body),
+            "token_key": self._token_key,
+            "advisory": decisions.advisory,
+            "snapshot": (
+                snapshot.version,
+                snapshot.expires_at,
+                snapshot.lifetime,
+                snapshot.refreshed_at,
+                snapshot.stored,
+            ),
+        }
+
+    def _portable(self) -> AuthCopier:
+        portable = self.__dict__.get("_pickle_core")
+        if portable is None:  # one per auth, shared by its sharing() views
+            portable = self.__dict__["_pickle_core"] = AuthCopier(self)
+        return portable
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the options, the refresher, the store and the current credentials.
+
+        Raises:
+            TypeError: a part cannot be pickled (named in the message, e.g. a lambda
+                refresher or a transport with open connections).
+        """
+        return (view, (type(self), self._portable()))
+
+    def __copy__(self) -> Any:
+        # Fresh state like a deep copy, with the same refresher, store, applier and hooks.
+        return rebuild_auth(type(self), dict(self._parts()), self._settings())
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        # The copier's deep copy is the new auth (see AuthCopier.__deepcopy__).
+        rebuilt: Any = copy.deepcopy(self._portable(), memo)
+        copied = view(type(self), rebuilt)
+        memo[id(self)] = copied
+        return copied
 
     def __repr__(self) -> str:
         snapshot = self._control.snapshot

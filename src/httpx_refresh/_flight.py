@@ -13,6 +13,11 @@ event loop for tasks. A flight completed in another thread or loop wakes each
 async waiter through its loop's thread-safe scheduler (asyncio
 ``call_soon_threadsafe``, trio ``TrioToken.run_sync_soon``); nothing is bound to
 one event loop, so one auth works from several loops one after another.
+
+After ``os.fork()`` (DESIGN R16) the child keeps the credentials, versions and
+counters, but gets a fresh mutex and no flight: a refresh that was running in one of
+the parent's threads does not exist in the child, so the child's first request that
+needs one starts its own (or adopts newer credentials from the store) at once.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import anyio.lowlevel
 
 from ._credentials import Snapshot, make_snapshot, merge_credentials, scrub
 from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshError
+from ._portable import after_fork
 from ._retry import is_transient
 
 __all__ = ["Flight", "FlightControl", "RefreshStats", "fresh_copy", "translate"]
@@ -165,6 +171,16 @@ class FlightControl:
         self._replays = 0
         self._deduplicated = 0
         self._failures = 0
+        after_fork(self)
+
+    def _after_fork(self) -> None:
+        """In a child process after ``os.fork()``: a fresh mutex and no flight in progress.
+
+        The parent's threads (the flight's owner and its waiters) do not exist here, and
+        the mutex may have been copied while one of them held it.
+        """
+        self._mutex = threading.Lock()
+        self._flight = None
 
     # -- bookkeeping (mutex held briefly, never across a wait) -------------------
 

@@ -33,6 +33,7 @@ from . import _lib
 from ._credentials import scrub, secret_values
 from ._exceptions import ReauthorizationRequired, RefreshError
 from ._jsonbody import load_json
+from ._portable import check_picklable, copy_part
 
 __all__ = ["ClientCredentialsRefresh", "OAuth2Refresh"]
 
@@ -220,6 +221,45 @@ class _TokenGrant:
         self._ssl_context: ssl.SSLContext | None = None
         self._transport = transport
         self._async_transport = async_transport
+
+    # -- pickling and copying (DESIGN R16) ----------------------------------------------
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle the settings and transports; the TLS context is built again when used.
+
+        Raises:
+            TypeError: a transport (or ``verify`` as an ``ssl.SSLContext``) cannot be
+                pickled; the message names it.
+        """
+        owner = type(self).__name__
+        check_picklable(owner, self._portable_parts(), self._secrets())
+        state = dict(self.__dict__)
+        state["_ssl_context"] = None
+        return (_rebuild_grant, (type(self), state))
+
+    def __copy__(self) -> _TokenGrant:
+        return _rebuild_grant(type(self), dict(self.__dict__))  # the same transports
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _TokenGrant:
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        owner = type(self).__name__
+        secrets = self._secrets()
+        for name, value in self.__dict__.items():
+            clone.__dict__[name] = (
+                None
+                if name == "_ssl_context"
+                else copy_part(owner, name.lstrip("_"), value, memo, secrets)
+            )
+        return clone
+
+    def _portable_parts(self) -> list[tuple[str, Any]]:
+        return [
+            ("transport", self._transport),
+            ("async_transport", self._async_transport),
+            ("verify", self._verify),
+            ("extra", self.extra),
+        ]
 
     def __repr__(self) -> str:
         secret = "None" if self._client_secret is None else "'***'"
@@ -484,6 +524,12 @@ class _TokenGrant:
         return self._parse(response, secrets)
 
 
+def _rebuild_grant(cls: type[_TokenGrant], state: dict[str, Any]) -> _TokenGrant:
+    grant = cls.__new__(cls)
+    grant.__dict__.update(state)
+    return grant
+
+
 class OAuth2Refresh(_TokenGrant):
     """Refresher for the RFC 6749 section 6 refresh_token grant.
 
@@ -512,6 +558,9 @@ class OAuth2Refresh(_TokenGrant):
             proxy environment variables apply (``HTTPS_PROXY``, ``NO_PROXY``, ...).
         async_transport: an ``httpx.AsyncBaseTransport`` for the async client (likewise).
 
+    It pickles and deep-copies (the TLS context is built again when first used); a
+    transport or ``ssl.SSLContext`` that cannot be pickled raises ``TypeError`` naming it.
+
     Raises:
         ValueError: ``token_url`` is not an absolute http(s) URL, ``client_auth`` is
             unknown, or ``timeout`` is not a finite number of seconds > 0.
@@ -534,7 +583,7 @@ class ClientCredentialsRefresh(_TokenGrant):
     """Refresher for the RFC 6749 section 4.4 client_credentials grant.
 
     Fetches a new access token with the client's own credentials; no refresh token
-    is needed. Arguments as for :class:`OAuth2Refresh`.
+    is needed. Arguments (and pickling) as for :class:`OAuth2Refresh`.
 
     Raises:
         ValueError: ``token_url`` is not an absolute http(s) URL, ``client_auth`` is

@@ -10,6 +10,13 @@ already), or refreshes, saves with compare-and-set on the version it read, and r
 - :class:`MemoryStore`: in this process (two auth objects may share it).
 - :class:`FileStore`: a JSON file, atomic writes, owner-only, ``filelock`` lock.
 - :class:`RedisStore`: one Redis hash; a lock with an expiry; compare-and-set in Lua.
+
+Stores pickle and deep-copy (DESIGN R16): a ``MemoryStore`` as its credentials (the copy
+is a store of its own), a ``FileStore`` as its path, a ``RedisStore`` as its URL (or its
+client's connection settings) and key; locks and connections are new on the other side.
+After ``os.fork()`` the child gets fresh in-process locks (a parent thread may have
+held one) and a new file lock object; redis-py's sync connection pool renews its
+connections in a child by itself, a ``redis.asyncio`` client is rebuilt.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import anyio.to_thread
 
 from ._exceptions import StoreError
 from ._files import write_json_atomic
+from ._portable import after_fork, client_recipe, rebuild_client
 
 __all__ = ["CredentialStore", "FileStore", "MemoryStore", "RedisStore", "Stored", "is_store"]
 
@@ -126,13 +134,26 @@ class MemoryStore:
         credentials: initial credentials (stored as version 1), or ``None`` for none.
 
     The lock is a ``threading.Lock``: it coordinates threads and event loops of this
-    process, not other processes (use :class:`FileStore` or :class:`RedisStore`).
+    process, not other processes (use :class:`FileStore` or :class:`RedisStore`). A pickle
+    or deep copy is a store of its own with the same credentials and version.
     """
 
     def __init__(self, credentials: Mapping[str, Any] | None = None) -> None:
         self._mutex = threading.Lock()
         self._lock = threading.Lock()
         self._stored = None if credentials is None else Stored(dict(credentials), 1)
+        after_fork(self)
+
+    def _after_fork(self) -> None:
+        self._mutex = threading.Lock()
+        self._lock = threading.Lock()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A pickle or deep copy is a store of its own with the same credentials and version.
+        stored = self._stored
+        if stored is None:
+            return (_memory_store, (None, 0))
+        return (_memory_store, (dict(stored.credentials), stored.version))
 
     def __repr__(self) -> str:
         stored = self._stored
@@ -198,6 +219,13 @@ class MemoryStore:
         self._lock.release()
 
 
+def _memory_store(credentials: dict[str, Any] | None, version: int) -> MemoryStore:
+    store = MemoryStore()
+    if credentials is not None:
+        store._stored = Stored(credentials, version)
+    return store
+
+
 _MARKER = "httpx_refresh_store"
 
 
@@ -211,7 +239,8 @@ class FileStore:
     (0600); the lock is ``filelock.FileLock`` on ``<path>.lock`` (released by the OS if
     the holder dies). A file that is not valid JSON is a :class:`StoreError` and is
     never replaced. Temporary files left by a writer killed mid-save are deleted by the
-    next save once they are a minute old.
+    next save once they are a minute old. It pickles and deep-copies as its path (a new
+    lock); after ``os.fork()`` the child uses a lock object of its own.
 
     Args:
         path: the JSON file (it need not exist yet).
@@ -230,6 +259,19 @@ class FileStore:
         # FileLock is re-entrant within a process; this makes one FileStore object shared
         # by threads, tasks or several auth objects a real lock too.
         self._local = threading.Lock()
+        after_fork(self)
+
+    def _after_fork(self) -> None:
+        # filelock refuses an instance inherited across fork; the parent's lock (held by
+        # a parent thread, maybe) stays the parent's: this child waits for it like any
+        # other process.
+        import filelock
+
+        self._filelock = filelock.FileLock(str(self.path) + ".lock", thread_local=False)
+        self._local = threading.Lock()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FileStore, (str(self.path),))
 
     def __repr__(self) -> str:
         return f"<FileStore {str(self.path)!r}>"
@@ -411,6 +453,12 @@ class RedisStore:
     methods use ``redis.asyncio`` when ``async_client`` is given and the loop is asyncio,
     and otherwise the sync client in a worker thread (so trio works too).
 
+    It pickles and deep-copies as its URL and key, or, when given a client, as that client's
+    connection settings (host, port, db, username, password, timeouts, TLS options; redis-py
+    defaults for the rest); a client with a ``credential_provider`` or a connection class of
+    its own raises ``TypeError``. Clients are new on the other side; after ``os.fork()``
+    redis-py renews the sync client's connections and an ``async_client`` is rebuilt.
+
     Args:
         redis: a Redis URL (``redis://127.0.0.1:6379/0``) or a ``redis.Redis`` client.
         key: the hash key of this connection's credentials.
@@ -436,12 +484,54 @@ class RedisStore:
             ) from exc
         self._errors: tuple[type[BaseException], ...] = (redis_py.RedisError, OSError)
         self._owned = isinstance(redis, str)  # a client made here is closed by close()
+        self._url: str | None = redis if self._owned else None
         self._client = redis_py.Redis.from_url(redis) if self._owned else redis
         self.key = key
         self._lock_ttl = float(lock_ttl)
         self._cas = self._client.register_script(_CAS)
         self._async_client = async_client
         self._acas = async_client.register_script(_CAS) if async_client is not None else None
+        if async_client is not None:
+            after_fork(self)
+
+    def _after_fork(self) -> None:
+        # redis-py's sync pool renews its connections in a child by itself (it checks the
+        # pid); a redis.asyncio pool does not, and its connections belong to the parent's
+        # event loop: rebuild the async client from its settings, or use the sync one. The
+        # inherited client is kept unused (closing its copies here could disturb the
+        # parent's connections).
+        self._inherited = self._async_client
+        try:
+            self._async_client = rebuild_client(client_recipe(self._async_client), True)
+        except TypeError:
+            self._async_client = None
+        self._acas = (
+            None if self._async_client is None else self._async_client.register_script(_CAS)
+        )
+
+    def __copy__(self) -> RedisStore:
+        clone = type(self).__new__(type(self))  # the same clients
+        clone.__dict__.update(self.__dict__)
+        clone._owned = False  # close() on the original closes them
+        if clone._async_client is not None:
+            after_fork(clone)
+        return clone
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # By URL, or by the client's connection settings (the pickle holds the password,
+        # as the URL would: a pickle of a store is a secret).
+        recipe: Any = self._url
+        async_recipe = None
+        part = "client"
+        try:
+            if recipe is None:
+                recipe = client_recipe(self._client)
+            part = "async_client"
+            if self._async_client is not None:
+                async_recipe = client_recipe(self._async_client)
+        except TypeError as exc:
+            raise TypeError(f"RedisStore's {part} cannot be pickled: {exc}") from None
+        return (_redis_store, (recipe, self.key, self._lock_ttl, async_recipe))
 
     def _native(self) -> bool:
         """Use ``redis.asyncio``: an async client was given and this is asyncio."""
@@ -631,6 +721,21 @@ class RedisStore:
                 self.key,
                 type(exc).__name__,
             )
+
+
+def _redis_store(
+    recipe: str | tuple[str, dict[str, Any]],
+    key: str,
+    lock_ttl: float,
+    async_recipe: tuple[str, dict[str, Any]] | None,
+) -> RedisStore:
+    async_client = None if async_recipe is None else rebuild_client(async_recipe, True)
+    store = RedisStore(
+        rebuild_client(recipe, False), key, lock_ttl=lock_ttl, async_client=async_client
+    )
+    store._owned = True  # built here: close() closes it
+    store._url = recipe if isinstance(recipe, str) else None
+    return store
 
 
 def is_store(value: Any) -> bool:

@@ -492,7 +492,9 @@ class _PrepareThenHook:
 class Connection:
     """A connector bound to one account: its :class:`RefreshAuth` and ready-made clients.
 
-    Built by :meth:`Connector.connect`.
+    Built by :meth:`Connector.connect`. It does not pickle or deep-copy, nor does its
+    ``auth`` (a ``TypeError`` says so): connect again in the other process, with a shared
+    :class:`~httpx_refresh.FileStore` or :class:`~httpx_refresh.RedisStore`.
 
     Attributes:
         connector: the :class:`Connector`.
@@ -579,6 +581,15 @@ class Connection:
             apply=self._apply,
             refresh_on=self._refresh_on if self._expired else (401,),
             **options,
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Its refresher, applier and scope are the loaded spec's methods (Python modules
+        # loaded from the connector's folder, a Node.js runner): not rebuilt elsewhere.
+        raise TypeError(
+            f"Connection {self.connector.name!r} cannot be pickled or deep-copied (nor its auth): "
+            "call load_connector(...).connect(...) again in the other process, with a shared "
+            "FileStore or RedisStore to share the credentials"
         )
 
     def __repr__(self) -> str:
