@@ -51,11 +51,19 @@ _CALLS: list[str] = []
 _HOLD = threading.Event()
 
 
+_HELD: list[bool] = []  # [True] while the next call is to be held
+_HOLDING = threading.Event()  # set by a held call once it is running
+
+
 def _refresher(*, credentials: Any, **_: Any) -> dict[str, Any]:
-    """Counts calls; holds calls made from the thread named "held" until _HOLD is set."""
-    if threading.current_thread().name == "held":
+    """Counts calls; the first call after _HELD is armed holds until _HOLD is set (sync
+    refreshers run in a worker thread, so the caller's thread cannot tell)."""
+    if _HELD and _HELD.pop():
+        _HOLDING.set()
         _HOLD.wait(WAIT)
-    _CALLS.append(threading.current_thread().name)
+        _CALLS.append("held")
+    else:
+        _CALLS.append("free")
     return {"access_token": f"{credentials['access_token']}+", "expires_in": 3600}
 
 
@@ -156,13 +164,13 @@ def test_r16_auth_copied_during_a_flight_has_no_flight(clone: Callable[[Any], An
     """R16: a copy taken while a refresh runs (held in another thread) refreshes at once."""
     _CALLS.clear()
     _HOLD.clear()
+    _HOLDING.clear()
+    _HELD[:] = [True]
     auth = hr.RefreshAuth({"access_token": ACCESS}, _refresher)
     thread = threading.Thread(target=auth.refresh, name="held", daemon=True)
     thread.start()
-    deadline = time.monotonic() + WAIT
-    while auth._control._flight is None:  # the flight exists before the refresher is held
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
+    assert _HOLDING.wait(WAIT)  # the flight runs and its refresher is held
+    assert auth._control._flight is not None
     try:
         copied = clone(auth)
         started = time.monotonic()
@@ -175,7 +183,7 @@ def test_r16_auth_copied_during_a_flight_has_no_flight(clone: Callable[[Any], An
         thread.join(WAIT)
     assert auth.version == 1
     assert auth.stats.refreshes == 1
-    assert sorted(_CALLS) == ["MainThread", "held"]
+    assert sorted(_CALLS) == ["free", "held"]
 
 
 @pytest.mark.parametrize("grant", [hr.OAuth2Refresh, hr.ClientCredentialsRefresh])
