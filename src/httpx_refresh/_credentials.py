@@ -88,6 +88,9 @@ _HTTP_DATE = re.compile(
     r"(?i)\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\b.*\b\d{1,2}:\d{2}:\d{2}\b"
 )
 
+# A four-digit year as written (not an offset such as +0100): it must be the year parsed.
+_FOUR_DIGIT_YEAR = re.compile(r"(?<![+\-\d])(\d{4})(?![\d:])", re.ASCII)
+
 
 def _iso_8601(text: str) -> float | None:
     """Epoch seconds of an ISO 8601 date or date-time, or ``None`` if it is not one."""
@@ -129,6 +132,9 @@ def _http_date(text: str) -> float | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
+    year = _FOUR_DIGIT_YEAR.search(text)
+    if year is not None and int(year.group(1)) != moment.year:
+        return None  # email.utils reads year 0001 as 2001 (two-digit year rules)
     try:
         return moment.timestamp()
     except (ValueError, OverflowError):
@@ -145,7 +151,8 @@ def parse_expires_at(value: Any) -> float | None:
             ``z``, ``UTC``, ``+hh:mm``, ``+hhmm`` or ``+hh`` (no zone: UTC); or an
             HTTP-date (RFC 9110 section 5.6.7: RFC 1123, RFC 850 or asctime; no zone:
             GMT). Values before 1970 or above 1e14 (e.g. microseconds), and strings
-            over 100 characters, are refused.
+            over 100 characters, are refused. Only a number is ever taken as
+            milliseconds: a date is in seconds whatever its year (9999-12-31 too).
 
     Returns:
         Epoch seconds, or ``None`` when the value is missing or unparseable (never
@@ -162,9 +169,12 @@ def parse_expires_at(value: Any) -> float | None:
             return None
         number = _seconds(text)
         if number is None:
-            number = _iso_8601(text)
-        if number is None:
-            number = _http_date(text)
+            # A date is in seconds whatever its year: the milliseconds rule below is for
+            # bare numbers only (year 9999 is 2.5e11 s, not 1978 in milliseconds).
+            date = _iso_8601(text)
+            if date is None:
+                date = _http_date(text)
+            return date if date is not None and date >= 0 else None
     else:
         return None
     if number is None or not math.isfinite(number) or number < 0:
@@ -263,7 +273,8 @@ def merge_credentials(
     Shallow: returned keys overwrite, absent keys stay, a returned ``None`` keeps the
     old value, and so does an empty ``refresh_token`` (RFC 6749 section 6 and appendix
     A.17: a refresh token has at least one character; some providers send ``""`` when
-    they issue no new one). A new ``access_token`` or new expiry information replaces
+    they issue no new one), a blank one or one that is not a string (an integer is
+    kept as its decimal string). A new ``access_token`` or new expiry information replaces
     all the old expiry fields, so a new token without a usable expiry has an unknown
     expiry.
 
@@ -285,10 +296,7 @@ def merge_credentials(
     """
     merged = dict(old)
     given = {key: value for key, value in returned.items() if value is not None}
-    if given.get("refresh_token") == "":
-        # RFC 6749 section 6: the server MAY issue a new refresh token; an empty string
-        # is not one (appendix A.17: refresh-token = 1*VSCHAR). Keep the old one.
-        del given["refresh_token"]
+    kept = _usable_refresh_token(given)
     if "access_token" in given or any(key in given for key in EXPIRY_KEYS):
         # Expiry belongs to the access token: new token or new expiry information
         # replaces all of the old expiry information (never a stale lifetime).
@@ -298,7 +306,9 @@ def merge_credentials(
     problems = _unparseable(given)
     lifetime = parse_expires_in(given.get("expires_in"))
     if lifetime is not None:
-        merged["expires_at"] = round(now + lifetime, 3)
+        # Capped where parse_expires_at would read a larger number as milliseconds
+        # (expires_in: 1e12 for "never" must not come back as 1973): year 5138.
+        merged["expires_at"] = round(min(now + lifetime, _EPOCH_MS_THRESHOLD), 3)
     elif "expires_at" in given:
         expires_at = parse_expires_at(given["expires_at"])
         if expires_at is not None and expires_at <= now:
@@ -309,8 +319,44 @@ def merge_credentials(
     if problems:
         known = parse_expires_at(merged.get("expires_at")) is not None
         outcome = "the expires_at given is used" if known else "expiry treated as unknown"
-        logger.warning("refresh: %s; %s", problems, outcome)
+        problems = f"{problems}; {outcome}"
+    problems = "; ".join(filter(None, (kept, problems)))
+    if problems:
+        logger.warning("refresh: %s", problems)
     return merged
+
+
+def _usable_refresh_token(given: dict[str, Any]) -> str:
+    """Keep a returned ``refresh_token`` only if it can be sent (RFC 6749 appendix A.17:
+    ``refresh-token = 1*VSCHAR``, sent without surrounding whitespace): ``""``, a blank,
+    one with a lone surrogate, a list, an object or a bool is dropped from ``given``
+    (the old one stays); a JSON integer becomes its decimal string. Returns what to log
+    (never the value)."""
+    token = given.get("refresh_token")
+    if token is None or (isinstance(token, str) and token.strip(" \t\r\n") and _utf8(token)):
+        return ""
+    if isinstance(token, int) and not isinstance(token, bool):
+        given["refresh_token"] = str(token)
+        return ""
+    del given["refresh_token"]
+    if token == "":
+        # RFC 6749 section 6: the server MAY issue a new refresh token; an empty string
+        # is not one, and some providers send it when they issue none (not worth a log).
+        return ""
+    if isinstance(token, str):
+        kind = "not valid Unicode (a lone surrogate)" if token.strip() else "blank"
+    else:
+        kind = f"a {type(token).__name__}"
+    return f"refresh_token returned is {kind}, not a token (the old one is kept)"
+
+
+def _utf8(text: str) -> bool:
+    """Can ``text`` be sent (encoded as UTF-8)? Not with a lone surrogate (JSON ``"\\udc00"``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def fingerprint(value: object) -> str:
