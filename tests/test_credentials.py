@@ -172,6 +172,9 @@ def test_R2_parse_expires_at_as_providers_send_it(value: str, expected: float) -
         "2026-12-07T18:00:00Zjunk",
         "26-12-07T18:00:00Z",
         "Mon, 32 Dec 2026 18:00:00 GMT",
+        "Dec 7, 2026 6:00:00 PM",  # email.utils ignored the PM: 12 hours early
+        "Mon, 07 Dec 2026 18:00:00 CET",  # an unknown zone was taken as GMT
+        "Mon, 07 Dec 2026 18:00:00 PST",  # not an HTTP-date zone
         "Dec 2026",
         "next tuesday",
         "may 5",
@@ -423,6 +426,23 @@ def test_R2_parse_expires_at_dates_after_year_5138_are_seconds_not_milliseconds(
     string past year 5138 (providers send 9999-12-31 for "never") is 2.5e11 seconds;
     it used to be divided by 1000 into 1978: expired, refreshed before the first request
     and after every restart."""
+    assert parse_expires_at(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Mon Dec 07 2026 18:00:00 GMT+0000 (Coordinated Universal Time)",
+        "Mon Dec 07 2026 19:00:00 GMT+0100 (Central European Standard Time)",
+        "Mon Dec 07 2026 10:00:00 GMT-0800 (Pacific Standard Time)",
+        "Mon, 07 Dec 2026 23:59:60 GMT",  # a leap second, as in ISO 8601
+    ],
+)
+def test_R2_parse_expires_at_javascript_date_strings_at_their_offset(value: str) -> None:
+    """R2: ``String(new Date(...))`` from a Node process or connector names its offset as
+    ``GMT+0100``; ``email.utils`` took such dates as GMT and ignored the offset (an hour
+    late in Paris, eight hours early in California: past on arrival, dropped)."""
+    expected = DEC_7 if "60" not in value else DEC_7 + 6 * 3600
     assert parse_expires_at(value) == expected
 
 

@@ -7,7 +7,6 @@ Pure functions with no I/O and no locks. Expiry follows RFC 6749 section 5.1
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import logging
 import math
@@ -82,23 +81,35 @@ _ISO_8601 = re.compile(
     r"(?: ?(?:[Zz]|UTC|GMT)|([+-])(\d{2})(?::?(\d{2}))?)?",
     re.ASCII,
 )
-# An RFC 1123 / RFC 850 / asctime HTTP-date (RFC 9110 section 5.6.7) has a month name
-# and an hh:mm:ss time; nothing else is handed to the (lenient) email.utils parser.
+# An RFC 1123 / RFC 850 / asctime HTTP-date (RFC 9110 section 5.6.7), the weekday optional,
+# GMT / UT / UTC / Z or a +hhmm offset (also written "GMT+0100", as JavaScript's
+# Date.toString() does, with its "(zone name)" after it), no zone meaning GMT. Parsed by
+# hand: email.utils guesses (it ignores "PM", reads an unknown zone as UTC and year 0001
+# as 2001), and an expiry is never a guess.
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _HTTP_DATE = re.compile(
-    r"(?i)\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\b.*\b\d{1,2}:\d{2}:\d{2}\b"
+    r"(?:(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*,?\s+)?"
+    r"(?:(?P<day>\d{1,2})[ -](?P<month>[a-z]{3})[ -](?P<year>\d{4}|\d{2})"  # 07 Dec 2026
+    r"|(?P<month2>[a-z]{3})\s+(?P<day2>\d{1,2})(?:\s+(?P<year2>\d{4}))?)"  # Dec  7 [2026]
+    r"\s+(?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2})"
+    r"(?:\s+(?P<year3>\d{4}))?"  # asctime: the year last
+    r"(?:\s*(?:gmt|ut|utc|z)?\s*(?P<sign>[+-])(?P<off_h>\d{2})(?P<off_m>\d{2})"
+    r"|\s+(?:gmt|ut|utc|z))?"
+    r"(?:\s+\([^()]*\))?",
+    re.ASCII | re.IGNORECASE,
 )
 
-# A four-digit year as written (not an offset such as +0100): it must be the year parsed.
-_FOUR_DIGIT_YEAR = re.compile(r"(?<![+\-\d])(\d{4})(?![\d:])", re.ASCII)
 
-
-def _iso_8601(text: str) -> float | None:
-    """Epoch seconds of an ISO 8601 date or date-time, or ``None`` if it is not one."""
-    match = _ISO_8601.fullmatch(text)
-    if match is None:
-        return None
-    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
-    leap = second == "60"  # a leap second: 23:59:60 is the instant before 00:00:00
+def _epoch(
+    date: tuple[str, str | int, str],
+    time: tuple[str | None, str | None, str | None],
+    offset: tuple[str | None, str | None, str | None],
+) -> float | None:
+    """Epoch seconds of a calendar date and time (UTC) at an offset, or ``None`` if any
+    field is out of range. A leap second (23:59:60) is the instant before 00:00:00."""
+    (year, month, day), (hour, minute, second) = date, time
+    sign, off_h, off_m = offset
+    leap = second == "60"
     try:
         moment = datetime(
             int(year),
@@ -111,34 +122,46 @@ def _iso_8601(text: str) -> float | None:
         )
     except ValueError:  # month 13, day 45, hour 99, ...
         return None
-    offset = 0
+    shift = 0
     if sign is not None:
-        hours, minutes = int(off_h), int(off_m or 0)
+        hours, minutes = int(off_h or 0), int(off_m or 0)
         if hours > 23 or minutes > 59:
             return None
-        offset = (hours * 3600 + minutes * 60) * (1 if sign == "+" else -1)
-    seconds = moment.timestamp() - offset + (1 if leap else 0)
+        shift = (hours * 3600 + minutes * 60) * (1 if sign == "+" else -1)
+    return moment.timestamp() - shift + (1 if leap else 0)
+
+
+def _iso_8601(text: str) -> float | None:
+    """Epoch seconds of an ISO 8601 date or date-time, or ``None`` if it is not one."""
+    match = _ISO_8601.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+    seconds = _epoch((year, month, day), (hour, minute, second), (sign, off_h, off_m))
+    if seconds is None:
+        return None
     return seconds + (float("0." + fraction) if fraction else 0.0)
 
 
 def _http_date(text: str) -> float | None:
     """Epoch seconds of an RFC 1123, RFC 850 or asctime date (taken as GMT when it names no
     zone, as HTTP-dates always are), or ``None`` if it is not one."""
-    if _HTTP_DATE.search(text) is None:
+    match = _HTTP_DATE.fullmatch(text)
+    if match is None:
         return None
-    try:
-        moment = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
+    fields = match.groupdict()
+    month = (fields["month"] or fields["month2"]).lower()
+    years = [year for year in (fields["year"], fields["year2"], fields["year3"]) if year]
+    if month not in _MONTHS or len(years) != 1:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    year = _FOUR_DIGIT_YEAR.search(text)
-    if year is not None and int(year.group(1)) != moment.year:
-        return None  # email.utils reads year 0001 as 2001 (two-digit year rules)
-    try:
-        return moment.timestamp()
-    except (ValueError, OverflowError):
-        return None
+    year = int(years[0])
+    if len(years[0]) == 2:  # RFC 850 (RFC 9110 section 5.6.7: within 50 years of now)
+        year += 2000 if year < 70 else 1900
+    return _epoch(
+        (str(year), _MONTHS.index(month) + 1, fields["day"] or fields["day2"]),
+        (fields["hour"], fields["minute"], fields["second"]),
+        (fields["sign"], fields["off_h"], fields["off_m"]),
+    )
 
 
 def parse_expires_at(value: Any) -> float | None:
@@ -150,9 +173,10 @@ def parse_expires_at(value: Any) -> float | None:
             of fraction digits, ``T``, ``t`` or a space before the time, and ``Z``,
             ``z``, ``UTC``, ``+hh:mm``, ``+hhmm`` or ``+hh`` (no zone: UTC); or an
             HTTP-date (RFC 9110 section 5.6.7: RFC 1123, RFC 850 or asctime; no zone:
-            GMT). Values before 1970 or above 1e14 (e.g. microseconds), and strings
-            over 100 characters, are refused. Only a number is ever taken as
-            milliseconds: a date is in seconds whatever its year (9999-12-31 too).
+            GMT; also JavaScript's ``Date.toString()`` form with ``GMT+hhmm``). Values
+            before 1970 or above 1e14 (e.g. microseconds), and strings over 100
+            characters, are refused. Only a number is ever taken as milliseconds: a date
+            is in seconds whatever its year (9999-12-31 too).
 
     Returns:
         Epoch seconds, or ``None`` when the value is missing or unparseable (never
