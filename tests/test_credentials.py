@@ -505,6 +505,25 @@ def test_R8_unusable_refresh_token_returned_keeps_the_old_one(
     assert not any(s in caplog.text for s in (ACCESS_1, ACCESS_2, REFRESH_1, "rt-"))
 
 
+def test_R2_unparseable_expires_at_beside_a_usable_expires_in_logs_what_is_used(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """R2: ``expires_in: 3600`` beside a garbage ``expires_at``: the expiry is now + 3600 and
+    the one WARNING says so. It used to say "the expires_at given is used" (the garbage
+    one, which was replaced), sending whoever reads the log the wrong way."""
+    caplog.set_level(logging.DEBUG, logger="httpx_refresh")
+    merged = merge_credentials(
+        {"access_token": ACCESS_1},
+        {"access_token": ACCESS_2, "expires_in": 3600, "expires_at": "sometime"},
+        now=NOW,
+    )
+    assert merged["expires_at"] == NOW + 3600
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning == (
+        "refresh: expires_at is not a date or epoch; the expiry expires_in gives is used"
+    )
+
+
 def test_R8_integer_refresh_token_returned_is_kept_as_its_decimal_string() -> None:
     """R8: a JSON integer refresh token (a rotated one) is kept as the string the server
     means, so the next refresh can send it; it used to end every refresh with

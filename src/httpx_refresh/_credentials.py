@@ -341,8 +341,12 @@ def merge_credentials(
                 filter(None, (problems, "expires_at was already past on arrival (clock skew?)"))
             )
     if problems:
-        known = parse_expires_at(merged.get("expires_at")) is not None
-        outcome = "the expires_at given is used" if known else "expiry treated as unknown"
+        if lifetime is not None:
+            outcome = "the expiry expires_in gives is used"
+        elif parse_expires_at(merged.get("expires_at")) is not None:
+            outcome = "the expires_at given is used"
+        else:
+            outcome = "expiry treated as unknown"
         problems = f"{problems}; {outcome}"
     problems = "; ".join(filter(None, (kept, problems)))
     if problems:
