@@ -269,3 +269,92 @@ def test_golang_oauth2_113_token_type_in_any_case_still_sends_capital_bearer(
     assert [(hit.gen, hit.status) for hit in server.hits] == [(0, 401), (1, 200)]
     # Merged as given (R8: an absent token_type keeps the initial "Bearer").
     assert auth.credentials["token_type"] == (token_type or "Bearer")
+
+
+# -- hostile values: typed errors, never the value, never a wrong token --------------------------
+
+APPLIERS_BY_KIND = {
+    "bearer": hr.bearer(),
+    "headers": hr.headers({"Authorization": "Bearer {access_token}", "X-Tenant": "{tenant}"}),
+    "query_param": hr.query_param("api_key"),
+}
+
+
+@pytest.mark.parametrize("kind", APPLIERS_BY_KIND)
+def test_R1_token_with_a_lone_surrogate_is_a_typed_error_that_hides_it(kind: str) -> None:
+    """A token with a lone surrogate (a JSON ``"\\udc00"`` escape from a provider, or a custom
+    refresher) cannot be encoded. It used to escape as ``UnicodeEncodeError``, whose
+    ``.object`` is the whole header value, token included; now an HttpxRefreshError that
+    names the header or parameter only, and the request is untouched."""
+    token = ACCESS_1 + "\udc00"
+    request = httpx.Request("GET", URL)
+    with pytest.raises(hr.HttpxRefreshError) as info:
+        APPLIERS_BY_KIND[kind](request, {"access_token": token, "tenant": "t"})
+    assert type(info.value) is hr.HttpxRefreshError
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
+    assert leaked(str(info.value), repr(info.value)) == []
+    assert "authorization" not in request.headers
+    assert request.url.query == b""
+
+
+def test_R1_query_param_with_a_1_mb_token_is_a_typed_error() -> None:
+    """A 1 MB value makes a URL httpx refuses (``httpx.InvalidURL``, a foreign type that
+    used to reach the caller); now an HttpxRefreshError and the URL is untouched."""
+    request = httpx.Request("GET", URL)
+    with pytest.raises(hr.HttpxRefreshError, match="api_key query parameter") as info:
+        hr.query_param("api_key")(request, {"access_token": "a" * 1_000_000})
+    assert "aaaa" not in str(info.value)
+    assert request.url == httpx.URL(URL)
+
+
+@pytest.mark.parametrize("kind", ["bearer", "query_param"])
+@pytest.mark.parametrize(
+    "value", [ACCESS_1.encode(), [ACCESS_1], True, 1.5], ids=["bytes", "list", "bool", "float"]
+)
+def test_R1_token_that_is_not_a_string_is_refused_not_sent_as_its_repr(
+    kind: str, value: Any
+) -> None:
+    """A careless caller's ``b"..."`` token (read from a file in binary mode) used to go
+    out as ``Bearer b'at-...'`` (a 401, a refresh and a replay for nothing); a list as
+    ``['...']``, a bool as ``True``. Now an HttpxRefreshError naming the key and the type,
+    never the value; an integer still goes out as its digits."""
+    request = httpx.Request("GET", URL)
+    with pytest.raises(hr.HttpxRefreshError, match=type(value).__name__) as info:
+        APPLIERS_BY_KIND[kind](request, {"access_token": value})
+    assert leaked(str(info.value), repr(info.value)) == []
+    assert "authorization" not in request.headers
+    assert request.url.query == b""
+
+
+def test_R1_bearer_cache_under_16_threads_never_gives_another_versions_token() -> None:
+    """R1: ``bearer()`` keeps the header of the last token it checked (one per version).
+    16 threads share one applier, each applying 2,000 times from 8 credential versions in
+    turn, including equal tokens built as different ``str`` objects: every request carries
+    exactly its own snapshot's token. Guards the cache's single-tuple write: a cache kept
+    in two attributes can pair one version's token with another's header."""
+    import threading
+
+    apply = hr.bearer()
+    versions = [{"access_token": "".join(["at-", str(n % 4), "-", "x" * 40])} for n in range(8)]
+    assert versions[0]["access_token"] == versions[4]["access_token"]
+    assert versions[0]["access_token"] is not versions[4]["access_token"]
+    start = threading.Barrier(16)
+    wrong: list[int] = []
+
+    def worker(offset: int) -> None:
+        start.wait(timeout=10)
+        for i in range(2_000):
+            credentials = versions[(i + offset) % 8]
+            request = httpx.Request("GET", URL)
+            apply(request, credentials)
+            if request.headers["authorization"] != "Bearer " + credentials["access_token"]:
+                wrong.append(i)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert wrong == []

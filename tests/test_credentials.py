@@ -172,6 +172,9 @@ def test_R2_parse_expires_at_as_providers_send_it(value: str, expected: float) -
         "2026-12-07T18:00:00Zjunk",
         "26-12-07T18:00:00Z",
         "Mon, 32 Dec 2026 18:00:00 GMT",
+        "Dec 7, 2026 6:00:00 PM",  # email.utils ignored the PM: 12 hours early
+        "Mon, 07 Dec 2026 18:00:00 CET",  # an unknown zone was taken as GMT
+        "Mon, 07 Dec 2026 18:00:00 PST",  # not an HTTP-date zone
         "Dec 2026",
         "next tuesday",
         "may 5",
@@ -405,6 +408,132 @@ def test_R2_absolute_expiry_past_on_arrival_is_clock_skew(
     assert not any(secret in caplog.text for secret in (ACCESS_2, REFRESH_2, str(expires_at))), (
         "a value was logged"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("9999-12-31T23:59:59Z", 253402300799.0),
+        ("9999-12-31T23:59:59-12:00", 253402343999.0),
+        ("6000-01-01", 127174492800.0),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", 253402300799.0),
+    ],
+)
+def test_R2_parse_expires_at_dates_after_year_5138_are_seconds_not_milliseconds(
+    value: str, expected: float
+) -> None:
+    """R2: the milliseconds rule (a number above 1e11) is for bare numbers. A date
+    string past year 5138 (providers send 9999-12-31 for "never") is 2.5e11 seconds;
+    it used to be divided by 1000 into 1978: expired, refreshed before the first request
+    and after every restart."""
+    assert parse_expires_at(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Mon Dec 07 2026 18:00:00 GMT+0000 (Coordinated Universal Time)",
+        "Mon Dec 07 2026 19:00:00 GMT+0100 (Central European Standard Time)",
+        "Mon Dec 07 2026 10:00:00 GMT-0800 (Pacific Standard Time)",
+        "Mon, 07 Dec 2026 23:59:60 GMT",  # a leap second, as in ISO 8601
+    ],
+)
+def test_R2_parse_expires_at_javascript_date_strings_at_their_offset(value: str) -> None:
+    """R2: ``String(new Date(...))`` from a Node process or connector names its offset as
+    ``GMT+0100``; ``email.utils`` took such dates as GMT and ignored the offset (an hour
+    late in Paris, eight hours early in California: past on arrival, dropped)."""
+    expected = DEC_7 if "60" not in value else DEC_7 + 6 * 3600
+    assert parse_expires_at(value) == expected
+
+
+def test_R2_parse_expires_at_http_date_with_year_0001_is_not_2001() -> None:
+    """R2: ``email.utils`` reads the four-digit year 0001 by the two-digit rules (2001);
+    a year before 1970 is refused like the ISO 8601 form of the same date."""
+    assert parse_expires_at("0001-01-01T00:00:00Z") is None
+    assert parse_expires_at("Mon, 01 Jan 0001 00:00:00 GMT") is None
+
+
+@pytest.mark.parametrize("expires_in", [1e11, 1e12, 9_223_372_036_854_775_807, "1e13"], ids=str)
+def test_R2_huge_expires_in_stores_an_expires_at_that_reads_back_as_seconds(
+    expires_in: Any,
+) -> None:
+    """R2: ``expires_in: 1e12`` ("does not expire") gives a stored ``expires_at`` that
+    means the far future after a restart too. ``now + 1e12`` used to be stored as is and
+    read back as milliseconds (year 2001: refreshed every ``min_refresh_interval`` and at
+    each start); 9.2e18 (Java's Long.MAX_VALUE) was stored unparseable. It is capped at
+    year 5138."""
+    merged = merge_credentials(
+        {"access_token": ACCESS_1}, {"access_token": ACCESS_2, "expires_in": expires_in}, now=NOW
+    )
+    stored = parse_expires_at(merged["expires_at"])
+    assert stored == 100_000_000_000.0  # year 5138
+    for refreshed in (True, False):  # just refreshed, and loaded after a restart
+        snapshot = make_snapshot(merged, 1, now=NOW + 10, refreshed=refreshed)
+        assert snapshot.expires_at is not None
+        assert snapshot.expires_at >= 100_000_000_000.0
+
+
+@pytest.mark.parametrize(
+    "returned",
+    [" ", "\t\r\n", "rt-\udc00-lone", ["rt"], {"token": "rt"}, True, False, 1.5],
+    ids=["space", "whitespace", "lone-surrogate", "list", "object", "true", "false", "float"],
+)
+def test_R8_unusable_refresh_token_returned_keeps_the_old_one(
+    returned: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """R8 / RFC 6749 appendix A.17: a returned ``refresh_token`` that cannot be sent (blank,
+    a lone surrogate from a JSON escape, not a string) keeps the old one, with one WARNING
+    naming no value. It used to replace it: the next refresh raised
+    ReauthorizationRequired ("no refresh_token") or failed encoding the form for ever,
+    and the good refresh token was gone (persisted too)."""
+    caplog.set_level(logging.DEBUG, logger="httpx_refresh")
+    merged = merge_credentials(
+        {"access_token": ACCESS_1, "refresh_token": REFRESH_1},
+        {"access_token": ACCESS_2, "refresh_token": returned, "expires_in": 3600},
+        now=NOW,
+    )
+    assert merged == {
+        "access_token": ACCESS_2,
+        "refresh_token": REFRESH_1,
+        "expires_in": 3600,
+        "expires_at": NOW + 3600,
+    }
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert "refresh_token" in warnings[0].getMessage()
+    assert "treated as unknown" not in warnings[0].getMessage()  # the expiry is fine
+    assert not any(s in caplog.text for s in (ACCESS_1, ACCESS_2, REFRESH_1, "rt-"))
+
+
+def test_R2_unparseable_expires_at_beside_a_usable_expires_in_logs_what_is_used(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """R2: ``expires_in: 3600`` beside a garbage ``expires_at``: the expiry is now + 3600 and
+    the one WARNING says so. It used to say "the expires_at given is used" (the garbage
+    one, which was replaced), sending whoever reads the log the wrong way."""
+    caplog.set_level(logging.DEBUG, logger="httpx_refresh")
+    merged = merge_credentials(
+        {"access_token": ACCESS_1},
+        {"access_token": ACCESS_2, "expires_in": 3600, "expires_at": "sometime"},
+        now=NOW,
+    )
+    assert merged["expires_at"] == NOW + 3600
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning == (
+        "refresh: expires_at is not a date or epoch; the expiry expires_in gives is used"
+    )
+
+
+def test_R8_integer_refresh_token_returned_is_kept_as_its_decimal_string() -> None:
+    """R8: a JSON integer refresh token (a rotated one) is kept as the string the server
+    means, so the next refresh can send it; it used to end every refresh with
+    ReauthorizationRequired ("no refresh_token")."""
+    merged = merge_credentials(
+        {"access_token": ACCESS_1, "refresh_token": REFRESH_1},
+        {"access_token": ACCESS_2, "refresh_token": 90071992547409910},
+        now=NOW,
+    )
+    assert merged["refresh_token"] == "90071992547409910"
 
 
 def test_C16_refresh_without_refresh_token_keeps_R1_and_every_other_key() -> None:

@@ -450,15 +450,18 @@ def test_depictio_depictio_104_token_with_an_inner_line_break_is_refused_unquote
     flavour: str, run_server: Callable[[Any], str]
 ) -> None:
     """depictio/depictio#104, the worse spelling: a token holding CR LF and a header line.
-    Sent as is it would inject a header (or make httpx quote the token in its error); the
-    applier refuses it with an ``HttpxRefreshError`` that names the header, never the value.
-    The API sees only the first, rejected request: no replay, no injected header, and the
-    second request is refused the same way without reaching it."""
+    Sent as is it would inject a header (or make httpx quote the token in its error). The
+    token response is refused as malformed (a ``RefreshError`` that says why, never the
+    value; nothing merged: such a token would fail every request until it expired, with no
+    401 to trigger the next refresh). No replay, no injected header: the API sees the old
+    token twice (the second request, rejected too, gets the same error in the cooldown
+    without a second token call)."""
     provider = LineBreakProvider("\r\nX-Injected: yes")
     url = run_server(provider.app())
-    _, outcomes = line_break_run(flavour, url)
-    assert [type(outcome).__name__ for outcome in outcomes] == ["HttpxRefreshError"] * 2
+    auth, outcomes = line_break_run(flavour, url)
+    assert [type(outcome).__name__ for outcome in outcomes] == ["RefreshError"] * 2
+    assert auth.version == 0
     assert "control character" in str(outcomes[0])
     assert leaked(*[text for error in outcomes for text in error_texts(error)]) == []
     assert provider.token_calls == 1
-    assert provider.api_calls == [(f"Bearer {OLD_ACCESS}", None)]
+    assert provider.api_calls == [(f"Bearer {OLD_ACCESS}", None)] * 2

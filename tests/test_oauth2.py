@@ -1078,6 +1078,32 @@ def test_openrelik_openrelik_server_70_refresh_token_kept_with_a_newline_still_r
 # -- a real token endpoint that sends a byte order mark (RFC 8259 section 8.1) ---------------------
 
 
+def _rotating_run(
+    run_server: Callable[[Any], str], flavour: str, count: int, **options: Any
+) -> tuple[OAuthServer, hr.RefreshAuth, list[int]]:
+    """An OAuth2Refresh auth on a real server rotating single-use refresh tokens (more
+    ``OAuthServer`` options in ``options``), expired at start; ``count`` GETs of ``/api``
+    1 s apart on an injected clock. Returns the server, the auth and the statuses."""
+    clock = FakeClock()
+    server = OAuthServer(rotate=True, single_use=True, clock=clock, **options)
+    url = run_server(server.app)
+    refresher = hr.OAuth2Refresh(f"{url}/token", client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    auth = hr.RefreshAuth(
+        server.initial_credentials(expires_at=clock() - 1), refresher, clock=clock
+    )
+    statuses = get_every(
+        flavour,
+        (
+            lambda: httpx.Client(auth=auth, base_url=url, timeout=10),
+            lambda: httpx.AsyncClient(auth=auth, base_url=url, timeout=10),
+        ),
+        "/api",
+        count=count,
+        clock=clock,
+    )
+    return server, auth, statuses
+
+
 def test_byte_order_mark_token_responses_with_rotation_through_two_refreshes(
     run_server: Callable[[Any], str], client_flavour: str
 ) -> None:
@@ -1086,23 +1112,8 @@ def test_byte_order_mark_token_responses_with_rotation_through_two_refreshes(
     Over two expiry cycles (injected clock): exactly 2 token calls, the second presents
     the rotated refresh token, no ``invalid_grant``, every request 200, no replay. It used
     to fail the first refresh ("not a JSON object"), losing the rotated refresh token."""
-    clock = FakeClock()
-    server = OAuthServer(rotate=True, single_use=True, bom=True, expires_in=60, clock=clock)
-    url = run_server(server.app)
-    refresher = hr.OAuth2Refresh(f"{url}/token", client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
-    auth = hr.RefreshAuth(
-        server.initial_credentials(expires_at=clock() - 1), refresher, clock=clock
-    )
-    statuses = get_every(
-        client_flavour,
-        (
-            lambda: httpx.Client(auth=auth, base_url=url, timeout=10),
-            lambda: httpx.AsyncClient(auth=auth, base_url=url, timeout=10),
-        ),
-        "/api",
-        count=50,  # t = 0 (expired: refresh), ..., t = 30 (inside the leeway: refresh), ... 49
-        clock=clock,
-    )
+    # t = 0 (expired: refresh), ..., t = 30 (inside the leeway: refresh), ... 49
+    server, auth, statuses = _rotating_run(run_server, client_flavour, 50, bom=True, expires_in=60)
     assert statuses == [200] * 50
     assert server.token_calls == 2
     assert server.presented == [0, 1]
@@ -1207,6 +1218,79 @@ DRIP_GRANTS: dict[str, tuple[type[Any], hr.RetryPolicy, int]] = {
 }
 
 
+# -- odd token responses: malformed is not "reconnect", labels are not trusted -------------------
+
+
+@pytest.mark.parametrize(
+    "access_token", [["at"], {"value": "at"}, 1.5, True], ids=["list", "object", "float", "bool"]
+)
+def test_R10_access_token_that_is_not_a_string_is_malformed_not_reauthorization(
+    invoke: Invoke, access_token: Any
+) -> None:
+    """R10: a 200 whose ``access_token`` is a list, an object, a float or a bool is a
+    malformed token response (RefreshError: cooldown, tried again), not a verdict on the
+    grant. It used to raise ReauthorizationRequired: the connection was declared dead and
+    the user sent to reconnect over a provider's serialisation bug."""
+    body = {"access_token": access_token, "refresh_token": REFRESH_2, "expires_in": 3600}
+    endpoint = TokenEndpoint(_respond(200, body))
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    with pytest.raises(hr.RefreshError) as info:
+        invoke(refresher, credentials=CREDENTIALS)
+    assert type(info.value) is hr.RefreshError
+    assert info.value.transient is False
+    assert info.value.status_code == 200
+    assert_no_secret(str(info.value), repr(info.value))
+
+
+def test_R10_integer_access_token_is_its_decimal_string(invoke: Invoke) -> None:
+    """RFC 6749 section 5.1: a JSON integer access token is taken as the string it spells
+    (the appliers send it so); it used to raise ReauthorizationRequired."""
+    endpoint = TokenEndpoint(_respond(200, {"access_token": 7301992, "refresh_token": REFRESH_2}))
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    fields = invoke(refresher, credentials=CREDENTIALS)
+    assert fields == {"access_token": "7301992", "refresh_token": REFRESH_2}
+
+
+UNSENDABLE = {
+    "nul": (b'{"access_token": "at-\\u0000-x", "expires_in": 3600}', "application/json"),
+    "lf": (b'{"access_token": "at-\\n-x", "expires_in": 3600}', "application/json"),
+    "lone-surrogate": (b'{"access_token": "at-\\ud800-x", "expires_in": 3600}', "application/json"),
+    "form-nul": (b"access_token=at-%00-x&expires_in=3600", "application/x-www-form-urlencoded"),
+}
+
+
+@pytest.mark.parametrize(("content", "content_type"), UNSENDABLE.values(), ids=UNSENDABLE.keys())
+def test_R10_access_token_that_cannot_be_sent_is_refused(
+    invoke: Invoke, content: bytes, content_type: str
+) -> None:
+    """R1 / R10: an access token with a control character or a lone surrogate could never
+    go into a header, so no request would ever reach the API to be rejected and trigger
+    the next refresh: merged, it failed every request for its lifetime (for ever, with no
+    expiry). The token response is malformed instead (RefreshError), nothing is merged."""
+    endpoint = TokenEndpoint(
+        lambda r: httpx.Response(200, content=content, headers={"Content-Type": content_type})
+    )
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    with pytest.raises(hr.RefreshError) as info:
+        invoke(refresher, credentials=CREDENTIALS)
+    assert type(info.value) is hr.RefreshError
+    assert "at-" not in str(info.value)
+
+
+MISLABELLED = {
+    "form-as-json": (b"access_token=%s&refresh_token=%s&expires_in=3600", "application/json"),
+    "bom-form-as-json": (
+        b"\xef\xbb\xbfaccess_token=%s&refresh_token=%s&expires_in=3600",
+        "application/json",
+    ),
+    "form-as-text": (b"access_token=%s&refresh_token=%s&expires_in=3600", "text/plain"),
+    "json-as-form": (
+        b'{"access_token": "%s", "refresh_token": "%s", "expires_in": "3600"}',
+        "application/x-www-form-urlencoded",
+    ),
+}
+
+
 class DripCase:
     """A ``RefreshAuth`` whose refresher's token endpoint drips, and an API that rejects."""
 
@@ -1260,3 +1344,35 @@ async def test_R16_timeout_bounds_a_dripping_body_async_client(
             with pytest.raises(hr.RefreshError) as info:
                 await client.get(API_URL)
     case.check(info.value)
+
+
+@pytest.mark.parametrize(("template", "content_type"), MISLABELLED.values(), ids=MISLABELLED.keys())
+def test_R8_mislabelled_token_response_is_read_and_keeps_the_rotated_refresh_token(
+    invoke: Invoke, template: bytes, content_type: str
+) -> None:
+    """R8 / R10: the Content-Type says which format to try first, not the only one. A form
+    labelled JSON or text/plain (the old Facebook Graph API) used to be "not a JSON
+    object", and a JSON body labelled as a form a ReauthorizationRequired ("without an
+    access_token"): the server had issued the token and rotated the refresh token,
+    and both were thrown away."""
+    content = template % (ACCESS_2.encode(), REFRESH_2.encode())
+    endpoint = TokenEndpoint(
+        lambda r: httpx.Response(200, content=content, headers={"Content-Type": content_type})
+    )
+    refresher = make(hr.OAuth2Refresh, endpoint, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    fields = invoke(refresher, credentials=CREDENTIALS)
+    assert fields == {"access_token": ACCESS_2, "refresh_token": REFRESH_2, "expires_in": "3600"}
+
+
+def test_R2_expires_in_that_means_never_refreshes_once_through_rotation(
+    run_server: Callable[[Any], str], client_flavour: str
+) -> None:
+    """R2 on a real server on 127.0.0.1 (single-use rotating refresh tokens): ``expires_in:
+    1e12`` ("does not expire"). 60 requests 1 s apart (injected clock): exactly 1 token
+    call, every request 200. The stored ``now + 1e12`` used to read back as milliseconds
+    (2001): the token counted as expired and was refreshed again every
+    ``min_refresh_interval`` (12 token calls)."""
+    server, auth, statuses = _rotating_run(run_server, client_flavour, 60, expires_in=1e12)
+    assert statuses == [200] * 60
+    assert server.token_calls == 1
+    assert auth.stats.failures == 0

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import anyio
 import httpx
@@ -64,8 +64,10 @@ PARAMS = {"clientId": "cid", "clientSecret": "csecret-value"}
 class FakeProvider:
     """A token endpoint and an API behind one MockTransport (thread-safe counters)."""
 
-    def __init__(self, *, token_delay: float = 0.0) -> None:
+    def __init__(self, *, token_delay: float = 0.0, form_as_text: bool = False) -> None:
         self.lock = threading.Lock()
+        # Token responses as the old Facebook Graph API sent them: a form in text/plain.
+        self.form_as_text = form_as_text
         self.token_calls: list[httpx.Request] = []
         self.api_calls: list[httpx.Request] = []
         self.valid = {"A1"}
@@ -79,15 +81,17 @@ class FakeProvider:
             self.counter += 1
             access = f"A{self.counter}"
             self.valid = {access}
-        return httpx.Response(
-            200,
-            json={
-                "access_token": access,
-                "refresh_token": f"R{self.counter}",
-                "expires_in": 3600,
-                "token_type": "Bearer",
-            },
-        )
+        fields = {
+            "access_token": access,
+            "refresh_token": f"R{self.counter}",
+            "expires_in": 3600,
+            "token_type": "Bearer",
+        }
+        if self.form_as_text:
+            return httpx.Response(
+                200, text=urlencode(fields), headers={"Content-Type": "text/plain"}
+            )
+        return httpx.Response(200, json=fields)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if str(request.url) == TOKEN_URL:
@@ -851,22 +855,23 @@ BOM_SPEC = (
 )
 
 
-def test_oauth2_byte_order_mark_token_responses_with_rotation(
-    tmp_path: Path, run_server: Callable[[Any], str], client_flavour: str
-) -> None:
-    """Issue 15 item 1 through a connector (the standard oauth2 refresh of a spec and its
-    getCredentialsFromRefreshTokenResponse), on a real server on 127.0.0.1 that rotates
-    single-use refresh tokens and starts its JSON bodies with a UTF-8 byte order mark.
-    Two expiry cycles: exactly 2 token calls, the second with the rotated refresh token,
-    no invalid_grant, the mapping saw the token response. It used to fail the first one."""
+def _rotating_run(
+    tmp_path: Path,
+    run_server: Callable[[Any], str],
+    flavour: str,
+    count: int,
+    **options: Any,
+) -> tuple[OAuthServer, hr.Connection, list[int]]:
+    """A BOM_SPEC connection to a real server rotating single-use refresh tokens (more
+    ``OAuthServer`` options in ``options``), expired at start; ``count`` GETs of ``/api``
+    1 s apart on an injected clock. Returns the server, the connection and the statuses."""
     clock = FakeClock()
     server = OAuthServer(
         rotate=True,
         single_use=True,
-        bom=True,
-        expires_in=60,
         clock=clock,
         token_extra=lambda gen: {"tenant": f"tenant-{gen}"},
+        **options,
     )
     url = run_server(server.app)
     connector = hr.load_connector(write_spec(tmp_path, {"spec.yml": BOM_SPEC}))
@@ -876,11 +881,26 @@ def test_oauth2_byte_order_mark_token_responses_with_rotation(
         clock=clock,
     )
     statuses = get_every(
-        client_flavour,
+        flavour,
         (lambda: connection.client(timeout=10), lambda: connection.async_client(timeout=10)),
         "/api",
-        count=50,  # refreshes at t = 0 (expired) and t = 30 (inside the leeway)
+        count=count,
         clock=clock,
+    )
+    return server, connection, statuses
+
+
+def test_oauth2_byte_order_mark_token_responses_with_rotation(
+    tmp_path: Path, run_server: Callable[[Any], str], client_flavour: str
+) -> None:
+    """Issue 15 item 1 through a connector (the standard oauth2 refresh of a spec and its
+    getCredentialsFromRefreshTokenResponse), on a real server on 127.0.0.1 that rotates
+    single-use refresh tokens and starts its JSON bodies with a UTF-8 byte order mark.
+    Two expiry cycles: exactly 2 token calls, the second with the rotated refresh token,
+    no invalid_grant, the mapping saw the token response. It used to fail the first one."""
+    # refreshes at t = 0 (expired) and t = 30 (inside the leeway)
+    server, connection, statuses = _rotating_run(
+        tmp_path, run_server, client_flavour, 50, bom=True, expires_in=60
     )
     assert statuses == [200] * 50
     assert server.token_calls == 2
@@ -889,3 +909,48 @@ def test_oauth2_byte_order_mark_token_responses_with_rotation(
     assert (state["access_gen"], state["refresh_gen"], state["refresh_current"]) == (2, 2, True)
     assert connection.credentials["tenant"] == "tenant-2"
     assert connection.auth.stats.failures == 0
+
+
+def test_oauth2_expires_in_that_means_never_refreshes_once(
+    tmp_path: Path, run_server: Callable[[Any], str], client_flavour: str
+) -> None:
+    """R2 through a connector's standard oauth2 refresh, on a real server on 127.0.0.1 that
+    rotates single-use refresh tokens and answers ``expires_in: 1e12`` ("never"): 60
+    requests 1 s apart (injected clock), exactly 1 token call. The stored ``now + 1e12``
+    used to read back as milliseconds (2001) and the token was refreshed again every
+    ``min_refresh_interval`` (12 token calls)."""
+    server, connection, statuses = _rotating_run(
+        tmp_path, run_server, client_flavour, 60, expires_in=1e12
+    )
+    assert statuses == [200] * 60
+    assert server.token_calls == 1
+    assert connection.credentials["tenant"] == "tenant-1"
+
+
+def test_oauth2_form_token_response_labelled_text_keeps_the_rotated_refresh_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client_flavour: str
+) -> None:
+    """R8 / R10 through a connector: the token endpoint's form body labelled ``text/plain``
+    is read (a rejected request: 1 token call, the replay is 200, the rotated ``R2`` is
+    kept). It used to fail as "not a JSON object" after the server had rotated the
+    refresh token, so the next refresh presented a consumed one."""
+    provider = FakeProvider(form_as_text=True)
+    _patch_token_transport(monkeypatch, provider)
+    connection, _ = oauth_connection(tmp_path, provider)
+    provider.valid = set()
+    transport = httpx.MockTransport(provider)
+    if client_flavour == "sync":
+        with connection.client(transport=transport) as client:
+            status = client.get("/x").status_code
+    else:
+
+        async def main() -> int:
+            with anyio.fail_after(10):
+                async with connection.async_client(transport=transport) as client:
+                    return (await client.get("/x")).status_code
+
+        status = anyio.run(main, backend=client_flavour)
+    assert status == 200
+    assert len(provider.token_calls) == 1
+    assert connection.credentials["refresh_token"] == "R2"
+    assert connection.credentials["access_token"] == "A2"

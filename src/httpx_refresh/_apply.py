@@ -13,6 +13,7 @@ import string
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import _lib
 from ._exceptions import HttpxRefreshError
 from ._redact import redact_query_names
 
@@ -28,7 +29,25 @@ def _value(credentials: Mapping[str, Any], key: str, where: str) -> str:
     value = credentials.get(key)
     if value is None or value == "":
         raise HttpxRefreshError(f"credentials have no {key!r} to put in {where}")
-    return str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    # bytes would go out as "b'...'", a list as "['...']": never what the server issued.
+    raise HttpxRefreshError(
+        f"credentials' {key!r} is a {type(value).__name__}, not a string; not put in {where}"
+    )
+
+
+def _encodable(value: str, where: str) -> None:
+    """Refuse a value that cannot be sent as UTF-8 (a lone surrogate, e.g. from a JSON
+    ``"\\ud800"`` escape): the encoder's own error would carry the whole value."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise HttpxRefreshError(
+            f"{where} built from the credentials is not valid Unicode (a lone surrogate); not sent"
+        ) from None
 
 
 #: Control characters (RFC 9110 section 5.5 forbids them in a field value; HTAB aside).
@@ -51,6 +70,7 @@ def _field(value: str, name: str) -> str:
             f"the {name} header built from the credentials contains a control character "
             "(CR, LF, NUL, ...); not sent"
         )
+    _encodable(value, f"the {name} header")
     return value
 
 
@@ -108,7 +128,8 @@ def bearer(
 
     Raises:
         HttpxRefreshError: at request time, if the credentials have no value for ``key``,
-            or it holds a control character such as CR or LF (the message never quotes it).
+            it is neither a string nor an integer, or it holds a control character such
+            as CR or LF or a lone surrogate (the message never quotes it).
     """
     return _Bearer(key, header, scheme)
 
@@ -186,13 +207,23 @@ class _Query:
         self._key = key
 
     def __call__(self, request: Any, credentials: Mapping[str, Any]) -> None:
-        value = _value(credentials, self._key, f"the {self._name} query parameter")
-        request.url = request.url.copy_set_param(self._name, value)
+        self.apply_reporting(request, credentials)
 
     def apply_reporting(self, request: Any, credentials: Mapping[str, Any]) -> Written:
         """Apply, and say what was written (for the redirect guard)."""
-        value = _value(credentials, self._key, f"the {self._name} query parameter")
-        request.url = request.url.copy_set_param(self._name, value)
+        where = f"the {self._name} query parameter"
+        value = _value(credentials, self._key, where)
+        _encodable(value, where)
+        try:
+            url = request.url.copy_set_param(self._name, value)
+        except Exception as exc:
+            if not _lib.is_invalid_url(exc):  # e.g. a 1 MB token: the URL is too long
+                raise
+            raise HttpxRefreshError(
+                f"{where} built from the credentials makes an invalid URL "
+                f"({type(exc).__name__}); not sent"
+            ) from None
+        request.url = url
         return _NONE, frozenset({self._name}), (value,)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -218,7 +249,9 @@ def query_param(name: str, key: str = "access_token") -> Applier:
         An applier for ``RefreshAuth(apply=...)``.
 
     Raises:
-        HttpxRefreshError: at request time, if the credentials have no value for ``key``.
+        HttpxRefreshError: at request time, if the credentials have no value for ``key``,
+            it is neither a string nor an integer, or the URL cannot hold it (a lone
+            surrogate, over httpx's URL length limit).
     """
     redact_query_names([name])  # keep the value out of httpx's "HTTP Request: ..." log line
     return _Query(name, key)

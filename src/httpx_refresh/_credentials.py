@@ -7,7 +7,6 @@ Pure functions with no I/O and no locks. Expiry follows RFC 6749 section 5.1
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import logging
 import math
@@ -82,20 +81,35 @@ _ISO_8601 = re.compile(
     r"(?: ?(?:[Zz]|UTC|GMT)|([+-])(\d{2})(?::?(\d{2}))?)?",
     re.ASCII,
 )
-# An RFC 1123 / RFC 850 / asctime HTTP-date (RFC 9110 section 5.6.7) has a month name
-# and an hh:mm:ss time; nothing else is handed to the (lenient) email.utils parser.
+# An RFC 1123 / RFC 850 / asctime HTTP-date (RFC 9110 section 5.6.7), the weekday optional,
+# GMT / UT / UTC / Z or a +hhmm offset (also written "GMT+0100", as JavaScript's
+# Date.toString() does, with its "(zone name)" after it), no zone meaning GMT. Parsed by
+# hand: email.utils guesses (it ignores "PM", reads an unknown zone as UTC and year 0001
+# as 2001), and an expiry is never a guess.
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _HTTP_DATE = re.compile(
-    r"(?i)\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\b.*\b\d{1,2}:\d{2}:\d{2}\b"
+    r"(?:(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*,?\s+)?"
+    r"(?:(?P<day>\d{1,2})[ -](?P<month>[a-z]{3})[ -](?P<year>\d{4}|\d{2})"  # 07 Dec 2026
+    r"|(?P<month2>[a-z]{3})\s+(?P<day2>\d{1,2})(?:\s+(?P<year2>\d{4}))?)"  # Dec  7 [2026]
+    r"\s+(?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2})"
+    r"(?:\s+(?P<year3>\d{4}))?"  # asctime: the year last
+    r"(?:\s*(?:gmt|ut|utc|z)?\s*(?P<sign>[+-])(?P<off_h>\d{2})(?P<off_m>\d{2})"
+    r"|\s+(?:gmt|ut|utc|z))?"
+    r"(?:\s+\([^()]*\))?",
+    re.ASCII | re.IGNORECASE,
 )
 
 
-def _iso_8601(text: str) -> float | None:
-    """Epoch seconds of an ISO 8601 date or date-time, or ``None`` if it is not one."""
-    match = _ISO_8601.fullmatch(text)
-    if match is None:
-        return None
-    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
-    leap = second == "60"  # a leap second: 23:59:60 is the instant before 00:00:00
+def _epoch(
+    date: tuple[str, str | int, str],
+    time: tuple[str | None, str | None, str | None],
+    offset: tuple[str | None, str | None, str | None],
+) -> float | None:
+    """Epoch seconds of a calendar date and time (UTC) at an offset, or ``None`` if any
+    field is out of range. A leap second (23:59:60) is the instant before 00:00:00."""
+    (year, month, day), (hour, minute, second) = date, time
+    sign, off_h, off_m = offset
+    leap = second == "60"
     try:
         moment = datetime(
             int(year),
@@ -108,31 +122,46 @@ def _iso_8601(text: str) -> float | None:
         )
     except ValueError:  # month 13, day 45, hour 99, ...
         return None
-    offset = 0
+    shift = 0
     if sign is not None:
-        hours, minutes = int(off_h), int(off_m or 0)
+        hours, minutes = int(off_h or 0), int(off_m or 0)
         if hours > 23 or minutes > 59:
             return None
-        offset = (hours * 3600 + minutes * 60) * (1 if sign == "+" else -1)
-    seconds = moment.timestamp() - offset + (1 if leap else 0)
+        shift = (hours * 3600 + minutes * 60) * (1 if sign == "+" else -1)
+    return moment.timestamp() - shift + (1 if leap else 0)
+
+
+def _iso_8601(text: str) -> float | None:
+    """Epoch seconds of an ISO 8601 date or date-time, or ``None`` if it is not one."""
+    match = _ISO_8601.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+    seconds = _epoch((year, month, day), (hour, minute, second), (sign, off_h, off_m))
+    if seconds is None:
+        return None
     return seconds + (float("0." + fraction) if fraction else 0.0)
 
 
 def _http_date(text: str) -> float | None:
     """Epoch seconds of an RFC 1123, RFC 850 or asctime date (taken as GMT when it names no
     zone, as HTTP-dates always are), or ``None`` if it is not one."""
-    if _HTTP_DATE.search(text) is None:
+    match = _HTTP_DATE.fullmatch(text)
+    if match is None:
         return None
-    try:
-        moment = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
+    fields = match.groupdict()
+    month = (fields["month"] or fields["month2"]).lower()
+    years = [year for year in (fields["year"], fields["year2"], fields["year3"]) if year]
+    if month not in _MONTHS or len(years) != 1:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    try:
-        return moment.timestamp()
-    except (ValueError, OverflowError):
-        return None
+    year = int(years[0])
+    if len(years[0]) == 2:  # RFC 850 (RFC 9110 section 5.6.7: within 50 years of now)
+        year += 2000 if year < 70 else 1900
+    return _epoch(
+        (str(year), _MONTHS.index(month) + 1, fields["day"] or fields["day2"]),
+        (fields["hour"], fields["minute"], fields["second"]),
+        (fields["sign"], fields["off_h"], fields["off_m"]),
+    )
 
 
 def parse_expires_at(value: Any) -> float | None:
@@ -144,8 +173,10 @@ def parse_expires_at(value: Any) -> float | None:
             of fraction digits, ``T``, ``t`` or a space before the time, and ``Z``,
             ``z``, ``UTC``, ``+hh:mm``, ``+hhmm`` or ``+hh`` (no zone: UTC); or an
             HTTP-date (RFC 9110 section 5.6.7: RFC 1123, RFC 850 or asctime; no zone:
-            GMT). Values before 1970 or above 1e14 (e.g. microseconds), and strings
-            over 100 characters, are refused.
+            GMT; also JavaScript's ``Date.toString()`` form with ``GMT+hhmm``). Values
+            before 1970 or above 1e14 (e.g. microseconds), and strings over 100
+            characters, are refused. Only a number is ever taken as milliseconds: a date
+            is in seconds whatever its year (9999-12-31 too).
 
     Returns:
         Epoch seconds, or ``None`` when the value is missing or unparseable (never
@@ -162,9 +193,12 @@ def parse_expires_at(value: Any) -> float | None:
             return None
         number = _seconds(text)
         if number is None:
-            number = _iso_8601(text)
-        if number is None:
-            number = _http_date(text)
+            # A date is in seconds whatever its year: the milliseconds rule below is for
+            # bare numbers only (year 9999 is 2.5e11 s, not 1978 in milliseconds).
+            date = _iso_8601(text)
+            if date is None:
+                date = _http_date(text)
+            return date if date is not None and date >= 0 else None
     else:
         return None
     if number is None or not math.isfinite(number) or number < 0:
@@ -263,7 +297,8 @@ def merge_credentials(
     Shallow: returned keys overwrite, absent keys stay, a returned ``None`` keeps the
     old value, and so does an empty ``refresh_token`` (RFC 6749 section 6 and appendix
     A.17: a refresh token has at least one character; some providers send ``""`` when
-    they issue no new one). A new ``access_token`` or new expiry information replaces
+    they issue no new one), a blank one or one that is not a string (an integer is
+    kept as its decimal string). A new ``access_token`` or new expiry information replaces
     all the old expiry fields, so a new token without a usable expiry has an unknown
     expiry.
 
@@ -285,10 +320,7 @@ def merge_credentials(
     """
     merged = dict(old)
     given = {key: value for key, value in returned.items() if value is not None}
-    if given.get("refresh_token") == "":
-        # RFC 6749 section 6: the server MAY issue a new refresh token; an empty string
-        # is not one (appendix A.17: refresh-token = 1*VSCHAR). Keep the old one.
-        del given["refresh_token"]
+    kept = _usable_refresh_token(given)
     if "access_token" in given or any(key in given for key in EXPIRY_KEYS):
         # Expiry belongs to the access token: new token or new expiry information
         # replaces all of the old expiry information (never a stale lifetime).
@@ -298,7 +330,9 @@ def merge_credentials(
     problems = _unparseable(given)
     lifetime = parse_expires_in(given.get("expires_in"))
     if lifetime is not None:
-        merged["expires_at"] = round(now + lifetime, 3)
+        # Capped where parse_expires_at would read a larger number as milliseconds
+        # (expires_in: 1e12 for "never" must not come back as 1973): year 5138.
+        merged["expires_at"] = round(min(now + lifetime, _EPOCH_MS_THRESHOLD), 3)
     elif "expires_at" in given:
         expires_at = parse_expires_at(given["expires_at"])
         if expires_at is not None and expires_at <= now:
@@ -307,10 +341,50 @@ def merge_credentials(
                 filter(None, (problems, "expires_at was already past on arrival (clock skew?)"))
             )
     if problems:
-        known = parse_expires_at(merged.get("expires_at")) is not None
-        outcome = "the expires_at given is used" if known else "expiry treated as unknown"
-        logger.warning("refresh: %s; %s", problems, outcome)
+        if lifetime is not None:
+            outcome = "the expiry expires_in gives is used"
+        elif parse_expires_at(merged.get("expires_at")) is not None:
+            outcome = "the expires_at given is used"
+        else:
+            outcome = "expiry treated as unknown"
+        problems = f"{problems}; {outcome}"
+    problems = "; ".join(filter(None, (kept, problems)))
+    if problems:
+        logger.warning("refresh: %s", problems)
     return merged
+
+
+def _usable_refresh_token(given: dict[str, Any]) -> str:
+    """Keep a returned ``refresh_token`` only if it can be sent (RFC 6749 appendix A.17:
+    ``refresh-token = 1*VSCHAR``, sent without surrounding whitespace): ``""``, a blank,
+    one with a lone surrogate, a list, an object or a bool is dropped from ``given``
+    (the old one stays); a JSON integer becomes its decimal string. Returns what to log
+    (never the value)."""
+    token = given.get("refresh_token")
+    if token is None or (isinstance(token, str) and token.strip(" \t\r\n") and _utf8(token)):
+        return ""
+    if isinstance(token, int) and not isinstance(token, bool):
+        given["refresh_token"] = str(token)
+        return ""
+    del given["refresh_token"]
+    if token == "":
+        # RFC 6749 section 6: the server MAY issue a new refresh token; an empty string
+        # is not one, and some providers send it when they issue none (not worth a log).
+        return ""
+    if isinstance(token, str):
+        kind = "not valid Unicode (a lone surrogate)" if token.strip() else "blank"
+    else:
+        kind = f"a {type(token).__name__}"
+    return f"refresh_token returned is {kind}, not a token (the old one is kept)"
+
+
+def _utf8(text: str) -> bool:
+    """Can ``text`` be sent (encoded as UTF-8)? Not with a lone surrogate (JSON ``"\\udc00"``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def fingerprint(value: object) -> str:

@@ -75,6 +75,11 @@ def _ours(value: object, name: str) -> bool:
     return kind.__name__ == name and kind.__module__.split(".")[0] in LIBRARIES
 
 
+def is_invalid_url(error: object) -> bool:
+    """An ``httpx.InvalidURL`` or an ``httpx2.InvalidURL``."""
+    return _ours(error, "InvalidURL")
+
+
 def is_url(value: object) -> bool:
     """An ``httpx.URL`` or an ``httpx2.URL``."""
     return _ours(value, "URL")

@@ -30,6 +30,7 @@ import anyio.to_thread
 import httpx
 
 from . import _lib
+from ._apply import _CONTROL
 from ._credentials import scrub, secret_values
 from ._exceptions import ReauthorizationRequired, RefreshError
 from ._jsonbody import load_json
@@ -167,17 +168,42 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _sendable(token: str) -> bool:
+    """Can ``token`` go into a header field (RFC 9110 section 5.5) as the appliers build it?"""
+    if _CONTROL.search(token.strip(" \t\r\n")):
+        return False
+    try:
+        token.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _decode_body(response: httpx.Response) -> Any:
     """The token or error response's fields (RFC 6749 sections 5.1, 5.2): JSON read from
     the bytes (a byte order mark is ignored, RFC 8259 section 8.1), or a form; ``None``
-    when it is neither."""
+    when it is neither.
+
+    The ``Content-Type`` only says which to try first: a JSON body labelled as a form,
+    and a form labelled as JSON or text (the old Facebook Graph API's ``text/plain``
+    ``access_token=...&expires=...``), are read too, so a token the server issued (and
+    a refresh token it rotated) is not thrown away. A body read as a form only counts
+    when it names ``access_token`` or ``error`` (an HTML page is not a form)."""
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    form: dict[str, str] | None = None
     if content_type == "application/x-www-form-urlencoded":
-        return dict(parse_qsl(response.text.removeprefix("\ufeff")))
+        form = dict(parse_qsl(response.text.removeprefix("\ufeff")))
+        if "access_token" in form or "error" in form:
+            return form
     try:
         return load_json(response.content)
     except ValueError:
-        return None
+        pass
+    if form is None:
+        form = dict(parse_qsl(response.text.removeprefix("\ufeff")))
+        if "access_token" not in form and "error" not in form:
+            return None
+    return form
 
 
 class _TokenGrant:
@@ -333,8 +359,26 @@ class _TokenGrant:
                     f"token endpoint answered {status} with a body that is not a JSON object",
                     status_code=status,
                 )
-            if isinstance(fields.get("access_token"), str) and fields["access_token"]:
+            access_token = fields.get("access_token")
+            if isinstance(access_token, int) and not isinstance(access_token, bool):
+                fields["access_token"] = access_token = str(access_token)
+            if isinstance(access_token, str) and access_token:
+                if not _sendable(access_token):
+                    # Merged, it would fail every request until it expires (never, if its
+                    # expiry is unknown): no 401 could ever trigger the next refresh.
+                    raise RefreshError(
+                        f"token endpoint answered {status} with an access_token that cannot "
+                        "be sent in a header (a control character or a lone surrogate)",
+                        status_code=status,
+                    )
                 return fields
+            if access_token is not None and not isinstance(access_token, str):
+                # Malformed, not a verdict on the grant: never ReauthorizationRequired.
+                raise RefreshError(
+                    f"token endpoint answered {status} with an access_token that is a "
+                    f"{type(access_token).__name__}, not a string",
+                    status_code=status,
+                )
             if oauth_error in TRANSIENT_ERRORS:
                 raise RefreshError(
                     f"token endpoint answered {detail}",
