@@ -322,6 +322,19 @@ def test_R4_replay_whose_token_expired_in_transit_gets_exactly_one_more_replay()
     assert not decisions.storm_guarded(2, clock())
 
 
+def test_R4_replay_past_an_expiry_that_was_due_on_arrival_counts_as_expired() -> None:
+    """R4 / R2: a refresh gave a token already due (``expires_at`` rounded into the past),
+    so R2 waits ``min_refresh_interval`` before refreshing it proactively; its replay
+    rejected after that expiry is still "expired" (one more replay), never "fresh"."""
+    clock, state, decisions, rejected, req, flow, _ = _two_second_tokens()
+    due = make_snapshot(
+        {"access_token": ACCESS_2, "expires_at": T0 - 0.0005}, 1, now=T0, refreshed=True
+    )
+    assert not decisions.needs_refresh(due, T0 + 0.02)
+    assert _replay_rejected(flow, req, state, due, clock, 0.02) == _core.Refresh(1, "reactive")
+    assert [(r.reason, r.again) for r in rejected] == [("expired", True)]
+
+
 def test_R4_second_replay_that_succeeds_ends_the_flow() -> None:
     """R4: after one more replay answered 200 the flow ends; one report, ``again`` set."""
     clock = Clock()

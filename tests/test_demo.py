@@ -486,6 +486,50 @@ def test_R10_demo_with_a_provider_rejecting_refreshes_exits_1(
     assert re.search(r"requests failed \(ReauthorizationRequired x\d+\)", out)
 
 
+def test_R4_demo_failing_on_tokens_expired_in_transit_names_the_cause_and_the_options(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """R4: 0.1 ms tokens expire before any request reaches the API, so every request fails
+    after its two replays (the second because the first one's token expired in transit):
+    the demo counts the rejected replays, names the likely cause with the load average and
+    the options to change, and prints no log line of its own on stderr."""
+    tiny = ["--ttl", "0.0001", "--requests", "20", "--concurrency", "5", "--token-latency", "0"]
+    code = main(["demo", *tiny, "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 1, out
+    rows = parse_table(out)
+    assert (rows["failures"], rows["rejected replays"]) == ("20", "20")
+    assert "auth.stats; 20 replayed once more after their token expired in transit" in out
+    assert "  - 20 of 20 requests failed (HTTP 401 x20)\n" in out
+    cause = re.search(
+        r"  - 20 requests were rejected after their replay \(likely reasons, all rejected "
+        r"replays: expired x40\): the token expired in transit: requests took [\d.]+ ms "
+        r"\(median\) and [\d.]+ ms \(p99\) against 0\.0001 s tokens, refreshed 5e-05 s "
+        r"before expiry; the machine may be overloaded \(load average [\d.]+ on \d+ CPUs\); "
+        r"try a lower --concurrency \(now 5\) or a longer --ttl \(now 0\.0001\)\n",
+        out,
+    )
+    assert cause is not None, out
+    assert err == ""
+
+
+def test_R4_verdict_says_fresh_tokens_rejected_is_not_a_lifetime_problem() -> None:
+    """R4: replays rejected with fresh tokens are named as such, without blaming the load."""
+    reasons = verdict(
+        report(
+            successes=98,
+            failures=2,
+            failure_reasons={"HTTP 401": 2},
+            rejected_replays=2,
+            rejection_reasons={"fresh": 2},
+        )
+    )
+    assert reasons[1] == (
+        "2 requests were rejected after their replay (likely reasons, all rejected replays: "
+        "fresh x2): the API rejected fresh tokens; this is not a token-lifetime problem"
+    )
+
+
 def test_demo_without_the_demo_extra_exits_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

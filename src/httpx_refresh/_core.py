@@ -381,8 +381,9 @@ def _explain(
     now = decisions.clock()
     current = decisions.current().version
     remaining = None if fresh.expires_at is None else fresh.expires_at - now
-    if remaining is not None and decisions.needs_refresh(fresh, now):
-        reason = "expired"  # due for a refresh by the time the answer came (client clock)
+    if remaining is not None and (remaining <= 0 or decisions.needs_refresh(fresh, now)):
+        # Expired, or due for a refresh (inside the leeway), by the time the answer came.
+        reason = "expired"
     elif current > fresh.version:
         reason = "superseded"
     elif remaining is None:

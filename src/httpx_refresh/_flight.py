@@ -372,6 +372,7 @@ class FlightControl:
 
         One WARNING per credentials version and reason; the others of that version and
         reason (a storm of requests that all waited too long) log at DEBUG, all counted.
+        Each record carries ``replay_version``, ``replay_reason`` and ``replay_again``.
         """
         key = (rejection.version, rejection.reason)
         with self._mutex:
@@ -391,6 +392,11 @@ class FlightControl:
                 "auth.stats counts them)"
                 if first
                 else "",
+                extra={
+                    "replay_version": rejection.version,
+                    "replay_reason": rejection.reason,
+                    "replay_again": rejection.again,
+                },
             )
 
     # -- waiting (no lock held) --------------------------------------------------

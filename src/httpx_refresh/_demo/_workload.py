@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import math
+import os
 import signal
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType, MappingProxyType
@@ -207,7 +209,8 @@ class DemoReport:
     """The figures of one demo run; :func:`verdict` judges them, :func:`format_report` prints them.
 
     Times are in seconds. ``unauthorized``, ``token_calls``, ``invalid_grant`` and
-    ``revocations`` are the provider's counters during the run.
+    ``revocations`` are the provider's counters during the run; ``rejected_replays``,
+    ``second_replays`` and ``rejection_reasons`` what ``RefreshAuth`` saw (DESIGN R4).
     """
 
     mode: str
@@ -230,6 +233,12 @@ class DemoReport:
     p50: float
     p99: float
     final_refresh_token: Literal["accepted", "rejected", "missing"]
+    rejected_replays: int = 0  # auth.stats: replays rejected again, the 401 went to the caller
+    second_replays: int = 0  # auth.stats: replays sent once more (token expired in transit)
+    #: likely reasons of the rejected replays (``"expired"``, ``"superseded"``, ``"fresh"``,
+    #: ``"unknown"``), from the library's log records; second replays included
+    rejection_reasons: Mapping[str, int] = field(default_factory=dict)
+    load_average: float | None = None  # 1-minute load average at the end (os.getloadavg)
 
     @property
     def interval(self) -> float:
@@ -258,6 +267,8 @@ def verdict(report: DemoReport) -> list[str]:
     if report.failures:
         top = ", ".join(f"{reason} x{n}" for reason, n in _top(report.failure_reasons))
         reasons.append(f"{report.failures} of {report.requests} requests failed ({top})")
+    if report.rejected_replays:
+        reasons.append(_rejection_cause(report))
     if report.token_calls > report.allowed_token_calls:
         reasons.append(
             f"{report.token_calls} token-endpoint calls, more than the {report.allowed_token_calls}"
@@ -279,6 +290,32 @@ def verdict(report: DemoReport) -> list[str]:
     return reasons
 
 
+def _rejection_cause(report: DemoReport) -> str:
+    """Name the likely cause of rejected replays, and the options to change (DESIGN R4)."""
+    why = report.rejection_reasons
+    aged = why.get("expired", 0) + why.get("superseded", 0)
+    counts = ", ".join(f"{reason} x{n}" for reason, n in _top(why, 4))
+    head = (
+        f"{report.rejected_replays} requests were rejected after their replay"
+        + (f" (likely reasons, all rejected replays: {counts})" if counts else "")
+        + ": "
+    )
+    if aged * 2 < sum(why.values()):
+        return head + "the API rejected fresh tokens; this is not a token-lifetime problem"
+    load = (
+        ""
+        if report.load_average is None
+        else f" (load average {report.load_average:.1f} on {os.cpu_count() or 1} CPUs)"
+    )
+    return head + (
+        f"the token expired in transit: requests took {_ms(report.p50)} (median) and "
+        f"{_ms(report.p99)} (p99) against {report.ttl:g} s tokens, refreshed "
+        f"{report.ttl - report.interval:g} s before expiry; the machine may be overloaded"
+        f"{load}; try a lower --concurrency (now {report.concurrency}) or a longer --ttl "
+        f"(now {report.ttl:g})"
+    )
+
+
 def _top(reasons: Mapping[str, int], n: int = 3) -> list[tuple[str, int]]:
     return sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:n]
 
@@ -294,6 +331,12 @@ def format_report(report: DemoReport) -> str:
         ("successes", str(report.successes), ""),
         ("failures", str(report.failures), ""),
         ("401s seen (server)", str(report.unauthorized), f"replays {report.replays} (auth.stats)"),
+        (
+            "rejected replays",
+            str(report.rejected_replays),
+            f"auth.stats; {report.second_replays} replayed once more after their token "
+            "expired in transit",
+        ),
         (
             "token-endpoint calls",
             str(report.token_calls),
@@ -558,6 +601,42 @@ def _demo_client_form(run: _Run) -> dict[str, str]:
     return _client_form(run.provider.client_id, run.provider.client_secret)
 
 
+class _RejectionLog(logging.Handler):
+    """Counts the library's rejected-replay records by likely reason during a demo run.
+
+    The verdict summarises them, so they are not printed one by one; any other WARNING of
+    the library still reaches stderr when logging is not configured (``logging.lastResort``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.reasons: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        reason = getattr(record, "replay_reason", None)
+        if isinstance(reason, str):
+            self.reasons[reason] += 1
+        elif record.levelno >= logging.WARNING and not logging.getLogger().handlers:
+            last = logging.lastResort
+            if last is not None:
+                last.handle(record)
+
+
+@contextlib.contextmanager
+def _counting_rejections() -> Iterator[_RejectionLog]:
+    logger = logging.getLogger("httpx_refresh")
+    handler = _RejectionLog()
+    level = logger.level
+    logger.addHandler(handler)
+    if not logger.isEnabledFor(logging.DEBUG):  # the storm's later records log at DEBUG
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def run_demo(
     options: DemoOptions | None = None,
     *,
@@ -617,10 +696,11 @@ def run_demo(
         run = _Run(options, schedule, interval, provider, base, err, short)
         run.start = time.perf_counter()
         try:
-            if options.sync:
-                _drive_sync(run, url, auth, http)
-            else:
-                anyio.run(_drive_async, run, url, auth, http, backend=options.backend)
+            with _counting_rejections() as rejections:
+                if options.sync:
+                    _drive_sync(run, url, auth, http)
+                else:
+                    anyio.run(_drive_async, run, url, auth, http, backend=options.backend)
         finally:
             run.end_progress()
         ended = time.perf_counter()
@@ -655,6 +735,10 @@ def run_demo(
         p50=_percentile(latencies, 0.50),
         p99=_percentile(latencies, 0.99),
         final_refresh_token=final,
+        rejected_replays=stats.rejected_replays,
+        second_replays=stats.second_replays,
+        rejection_reasons=MappingProxyType(dict(rejections.reasons)),
+        load_average=_load_average(),
     )
     out.write(format_report(report))
     reasons = verdict(report)
@@ -669,6 +753,13 @@ def run_demo(
     )
     out.flush()
     return 0
+
+
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on this platform
+        return None
 
 
 class _Stop(Exception):
