@@ -78,6 +78,26 @@ def refresh_interval(ttl: float, leeway: float) -> float:
     return ttl - min(leeway, ttl / 2)
 
 
+#: The calibrated token lifetime is at least this many times the p99 latency of a burst of
+#: ``concurrency`` requests: the clamped leeway (half the lifetime) then covers 2.5 times the
+#: worst queueing the machine showed, and the requests, spread over 3.6 lifetimes, come at
+#: about half the rate that it sustained.
+CALIBRATION_FACTOR = 5.0
+
+
+def calibrated_ttl(burst_p99: float) -> float:
+    """The demo's default token lifetime on a machine where ``concurrency`` simultaneous
+    requests took ``burst_p99`` seconds (p99): ``DEFAULT_TTL``, or
+    ``CALIBRATION_FACTOR * burst_p99`` rounded up to half a second when that is longer.
+
+    A 2 s token is refreshed 1 s before expiry (R2's clamp); on a machine so busy that
+    requests queue for a second between ``RefreshAuth`` and the API, every token would
+    expire in transit. Real tokens live minutes to hours; the demo compresses time, and
+    scaling its clock to the machine keeps the ratio of latency to lifetime realistic.
+    """
+    return max(DEFAULT_TTL, math.ceil(CALIBRATION_FACTOR * burst_p99 * 2) / 2)
+
+
 def allowed_token_calls(span: float, interval: float, revocations: int) -> int:
     """The most token-endpoint calls a correct client makes in ``span`` seconds.
 
@@ -171,7 +191,10 @@ class DemoOptions:
         requests: how many requests to send.
         concurrency: tasks (async) or threads (sync) sending them; also the number of
             connections.
-        ttl: access-token lifetime in seconds.
+        ttl: access-token lifetime in seconds; ``None``: calibrated to the machine
+            (:func:`calibrated_ttl`: ``DEFAULT_TTL``, or longer where a burst of
+            ``concurrency`` requests takes long enough that such short tokens would expire
+            in transit).
         sync: a thread pool sharing one ``httpx.Client`` instead of ``httpx.AsyncClient``.
         backend: the anyio backend of the async run (``"asyncio"`` or ``"trio"``).
         token_latency: seconds the token endpoint waits before answering.
@@ -186,7 +209,7 @@ class DemoOptions:
 
     requests: int = 2000
     concurrency: int = 200
-    ttl: float = DEFAULT_TTL
+    ttl: float | None = None
     sync: bool = False
     backend: str = "asyncio"
     token_latency: float = DEFAULT_TOKEN_LATENCY
@@ -239,6 +262,7 @@ class DemoReport:
     #: ``"unknown"``), from the library's log records; second replays included
     rejection_reasons: Mapping[str, int] = field(default_factory=dict)
     load_average: float | None = None  # 1-minute load average at the end (os.getloadavg)
+    burst_p99: float | None = None  # calibration: p99 latency of a burst (None: --ttl given)
 
     @property
     def interval(self) -> float:
@@ -365,6 +389,12 @@ def format_report(report: DemoReport) -> str:
         f"ttl {report.ttl:g} s",
         f"  client: {report.mode}",
     ]
+    if report.burst_p99 is not None:
+        lines.append(
+            f"  ttl {report.ttl:g} s: calibrated, {CALIBRATION_FACTOR:g} x the p99 latency "
+            f"({_ms(report.burst_p99)}) of a burst of {report.concurrency} requests, at least "
+            f"{DEFAULT_TTL:g} s (--ttl to set it)"
+        )
     for label, value, note in rows:
         lines.append(f"  {label:<24}{value:>20}  {note}".rstrip())
     for reason, n in _top(report.failure_reasons, 5):
@@ -470,20 +500,9 @@ class _Run:
 
 async def _drive_async(run: _Run, url: str, auth: Any, http: Any) -> None:
     concurrency = run.options.concurrency
-    shards = _shards(concurrency, run.options.client_count())
     finished = anyio.Event()
     async with contextlib.AsyncExitStack() as stack:
-        clients = [
-            await stack.enter_async_context(
-                http.AsyncClient(
-                    base_url=url,
-                    auth=auth,
-                    limits=http.Limits(max_connections=size, max_keepalive_connections=size),
-                    timeout=REQUEST_TIMEOUT,
-                )
-            )
-            for size in shards
-        ]
+        clients = await _open_clients(stack, url, run.options, http, auth=auth)
         admin = await stack.enter_async_context(
             http.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT)
         )
@@ -531,6 +550,23 @@ async def _drive_async(run: _Run, url: str, auth: Any, http: Any) -> None:
                 for number in range(concurrency):
                     workers.start_soon(worker, clients[number % len(clients)])
             finished.set()
+
+
+async def _open_clients(
+    stack: contextlib.AsyncExitStack, url: str, options: DemoOptions, http: Any, **kwargs: Any
+) -> list[Any]:
+    """The run's ``AsyncClient``s, the connections split evenly between their pools."""
+    return [
+        await stack.enter_async_context(
+            http.AsyncClient(
+                base_url=url,
+                limits=http.Limits(max_connections=size, max_keepalive_connections=size),
+                timeout=REQUEST_TIMEOUT,
+                **kwargs,
+            )
+        )
+        for size in _shards(options.concurrency, options.client_count())
+    ]
 
 
 def _shards(concurrency: int, clients: int) -> list[int]:
@@ -601,6 +637,61 @@ def _demo_client_form(run: _Run) -> dict[str, str]:
     return _client_form(run.provider.client_id, run.provider.client_secret)
 
 
+#: Lifetime of the token that the calibration burst uses (it must not expire meanwhile).
+CALIBRATION_TOKEN_TTL = 3600.0
+
+
+def _burst_p99(url: str, token: str, options: DemoOptions, http: Any) -> float:
+    """Calibration: the p99 latency of ``concurrency`` simultaneous ``GET /api/items`` with a
+    valid token, through clients set up as the run's are (its second round, connections open)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    if options.sync:
+        latencies = _burst_sync(url, headers, options.concurrency, http)
+    else:
+        latencies = anyio.run(_burst_async, url, headers, options, http, backend=options.backend)
+    return _percentile(sorted(latencies), 0.99)
+
+
+def _burst_sync(url: str, headers: dict[str, str], concurrency: int, http: Any) -> list[float]:
+    limits = http.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    with (
+        http.Client(
+            base_url=url, headers=headers, limits=limits, timeout=REQUEST_TIMEOUT
+        ) as client,
+        ThreadPoolExecutor(concurrency, thread_name_prefix="demo-burst") as pool,
+    ):
+
+        def one(_: int) -> float:
+            started = time.perf_counter()
+            client.get("/api/items").raise_for_status()
+            return time.perf_counter() - started
+
+        latencies: list[float] = []
+        for _round in range(2):  # the first round opens the connections
+            latencies = list(pool.map(one, range(concurrency)))
+    return latencies
+
+
+async def _burst_async(
+    url: str, headers: dict[str, str], options: DemoOptions, http: Any
+) -> list[float]:
+    latencies: list[float] = []
+    async with contextlib.AsyncExitStack() as stack:
+        clients = await _open_clients(stack, url, options, http, headers=headers)
+
+        async def one(client: Any, record: bool) -> None:
+            started = time.perf_counter()
+            (await client.get("/api/items")).raise_for_status()
+            if record:
+                latencies.append(time.perf_counter() - started)
+
+        for record in (False, True):  # the first round opens the connections
+            async with anyio.create_task_group() as group:
+                for number in range(options.concurrency):
+                    group.start_soon(one, clients[number % len(clients)], record)
+    return latencies
+
+
 class _RejectionLog(logging.Handler):
     """Counts the library's rejected-replay records by likely reason during a demo run.
 
@@ -665,8 +756,6 @@ def run_demo(
     err = err if err is not None else sys.stderr
     require_server()
     leeway = default_leeway()
-    interval = refresh_interval(options.ttl, leeway)
-    schedule = plan_schedule(options.requests, options.ttl, interval)
     http = _lib.default() if options.library is None else _lib.load(options.library)
     name = _lib.name_of(http)
     if options.sync:
@@ -679,12 +768,21 @@ def run_demo(
             else f"{clients} {name}.AsyncClients sharing one RefreshAuth"
         )
     provider = DemoProvider(
-        ttl=options.ttl,
+        ttl=options.ttl or CALIBRATION_TOKEN_TTL,
         token_latency=options.token_latency,
         reject_refreshes=options.reject_refreshes,
     )
     with provider as url:
         client_id, client_secret = provider.client_id, provider.client_secret
+        burst_p99: float | None = None
+        ttl = options.ttl
+        if ttl is None:
+            calibration = connect_grant(url, client_id=client_id, client_secret=client_secret)
+            burst_p99 = _burst_p99(url, calibration["access_token"], options, http)
+            ttl = calibrated_ttl(burst_p99)
+            provider.ttl = ttl  # the tokens issued from now on
+        interval = refresh_interval(ttl, leeway)
+        schedule = plan_schedule(options.requests, ttl, interval)
         grant = connect_grant(url, client_id=client_id, client_secret=client_secret)
         granted = time.perf_counter()
         base = provider.counters()
@@ -718,7 +816,7 @@ def run_demo(
         mode=label,
         requests=options.requests,
         concurrency=options.concurrency,
-        ttl=options.ttl,
+        ttl=ttl,
         leeway=leeway,
         successes=run.ok,
         failures=sum(run.failures.values()),
@@ -739,6 +837,7 @@ def run_demo(
         second_replays=stats.second_replays,
         rejection_reasons=MappingProxyType(dict(rejections.reasons)),
         load_average=_load_average(),
+        burst_p99=burst_p99,
     )
     out.write(format_report(report))
     reasons = verdict(report)
