@@ -373,6 +373,35 @@ def test_R4_replay_rejected_after_a_newer_version_appeared_is_replayed_with_it()
     finish(flow, response(200, req))
 
 
+def test_R4_R11_replay_with_a_version_made_before_the_rejection_is_revoked_not_guarded() -> None:
+    """R4 / R11: a late 401 is replayed with a version that another request's refresh made
+    before it arrived (no refresh ran for this one); that replay is rejected too, e.g. after
+    a server-side revocation: "revoked", one more replay after a refresh of that version,
+    and no R11 guard (it was not "the replay right after a refresh"), so the other
+    requests rejected with it still get their refresh."""
+    clock = Clock()
+    rejected: list[_core.RejectedReplay] = []
+    state = State(snap(0, access_token=ACCESS_1, expires_in=3600))
+    decisions = make_decisions(state, clock, rejected=rejected)
+    req = request()
+    flow = _core.flow(decisions, req)
+    assert next(flow) == _core.Send(req, replay=False)
+    made = make_snapshot(
+        {"access_token": ACCESS_2, "expires_in": 3600}, 1, now=clock.now, refreshed=True
+    )
+    state.snapshot = made  # another request's refresh, before this 401 comes back
+    clock.now += 1.0
+    assert flow.send(response(401, req)) == _core.Refresh(0, "reactive")
+    assert flow.send(made) == _core.Send(req, replay=True)
+    clock.now += 0.1
+    assert flow.send(response(401, req)) == _core.Refresh(1, "reactive")
+    assert [(r.version, r.reason, r.again) for r in rejected] == [(1, "revoked", True)]
+    assert not decisions.storm_guarded(1, clock())
+    state.snapshot = snap(2, now=clock.now, access_token=ACCESS_3, expires_in=3600)
+    assert flow.send(state.snapshot) == _core.Send(req, replay=True)
+    finish(flow, response(200, req))
+
+
 @pytest.mark.parametrize("expires_in", [3600, None], ids=["fresh", "unknown"])
 def test_R4_C20_replay_rejected_with_a_fresh_token_goes_back_to_the_caller(
     expires_in: int | None,

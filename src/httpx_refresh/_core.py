@@ -56,6 +56,10 @@ Rewind = Callable[[], bool]
 #: the response arrived: it expired in transit (a connection-pool wait, an overloaded machine).
 #: ``"superseded"``: a newer version existed when the response arrived (another refresh, e.g.
 #: after a revocation, replaced the replayed token meanwhile).
+#: ``"revoked"``: the token was made (by another request's refresh) before this request's
+#: rejection arrived, so no refresh ran for it, and it is rejected now: likely revoked meanwhile
+#: (e.g. a server-side revocation of every token); R11 does not apply (it was not "the replay
+#: right after a refresh").
 #: ``"fresh"``: the token was neither expired nor replaced: the resource rejects this token
 #: whatever its age (e.g. insufficient scope); likely not a token problem.
 #: ``"unknown"``: as ``"fresh"``, but the token's expiry is unknown.
@@ -70,14 +74,15 @@ class RejectedReplay:
         request: the request (its method and URL; never log its headers).
         status: the status code of the rejected replay's response.
         version: the credentials version the replay was sent with.
-        reason: ``"expired"``, ``"superseded"``, ``"fresh"`` or ``"unknown"`` (see ``Reason``).
+        reason: ``"expired"``, ``"superseded"``, ``"revoked"``, ``"fresh"`` or ``"unknown"``
+            (see ``Reason``).
         elapsed: seconds from sending the replay to its response (client clock).
         remaining: seconds the replayed token had left when the response arrived
             (negative: past its expiry), or ``None`` when its expiry is unknown.
         current: the current version when the response arrived.
         again: ``True`` when the request gets one more replay (the rejection is explained by
-            the token's age: ``"expired"`` or ``"superseded"``), ``False`` when the rejected
-            response goes back to the caller.
+            the token's age: ``"expired"``, ``"superseded"`` or ``"revoked"``), ``False`` when
+            the rejected response goes back to the caller.
     """
 
     request: Any
@@ -323,12 +328,14 @@ def after_rejection(
 
     Refresh (or adopt a newer version), then replay once. A rejected replay goes back to
     the caller, except when its rejection is explained by the token's age: the replayed
-    token had expired (client clock, with the leeway) by the time the response arrived, or
-    a newer version existed by then. Such a request gets exactly one more replay with the
+    token had expired (client clock, with the leeway) by the time the response arrived, a
+    newer version existed by then, or the token predates the first rejection (another
+    request's refresh made it, none ran for this one: likely revoked meanwhile, not R11's
+    "replay right after a refresh"). Such a request gets exactly one more replay with the
     current version, or the next one (joining a flight; a refresh only when no newer
     version exists and R11 allows it). Never more: at most two replays per request, one
-    refresh per version. A rejection that the token's age does not explain is remembered
-    for R11. Every rejected replay is reported to ``decisions.rejected_replay``.
+    refresh per version. A rejection that none of these explain is remembered for R11.
+    Every rejected replay is reported to ``decisions.rejected_replay``.
 
     Raises:
         RequestNotReplayable: the body cannot be re-read (raised after the refresh).
@@ -339,6 +346,7 @@ def after_rejection(
         snapshot.version, decisions.clock()
     ):
         return
+    asked = decisions.clock()  # when the rejection arrived
     # R5: if someone already replaced this version, the flight control hands back
     # the newer snapshot without refreshing again.
     fresh = yield Refresh(snapshot.version, "reactive")
@@ -356,8 +364,8 @@ def after_rejection(
         response = yield Send(request, replay=True)
         if not decisions.is_rejected(response):
             return
-        rejection = _explain(decisions, request, response, fresh, sent)
-        if attempt == 1 and rejection.reason in ("expired", "superseded"):
+        rejection = _explain(decisions, request, response, fresh, sent, asked)
+        if attempt == 1 and rejection.reason in _AGED:
             current = decisions.current()
             if current.version == fresh.version and decisions.storm_guarded(
                 fresh.version, decisions.clock()
@@ -366,18 +374,24 @@ def after_rejection(
             else:
                 rejection = dataclasses.replace(rejection, again=True)
         _report(decisions, rejection)
-        if rejection.reason not in ("expired", "superseded"):
+        if rejection.reason not in _AGED:
             # R11: the token's age does not explain it; refreshing again will not help.
             decisions.note_rejected_replay(fresh.version, decisions.clock())
         if not rejection.again:
             return
+        asked = decisions.clock()
         fresh = yield Refresh(fresh.version, "reactive")
 
 
+#: Reasons that the token's age explains: one more replay, no R11 guard.
+_AGED = frozenset({"expired", "superseded", "revoked"})
+
+
 def _explain(
-    decisions: Decisions, request: Any, response: Any, fresh: Snapshot, sent: float
+    decisions: Decisions, request: Any, response: Any, fresh: Snapshot, sent: float, asked: float
 ) -> RejectedReplay:
-    """R4: the likely reason why the replay sent with ``fresh`` at ``sent`` was rejected."""
+    """R4: the likely reason why the replay sent with ``fresh`` at ``sent`` was rejected;
+    ``asked``: when the rejection that led to this replay arrived."""
     now = decisions.clock()
     current = decisions.current().version
     remaining = None if fresh.expires_at is None else fresh.expires_at - now
@@ -386,6 +400,8 @@ def _explain(
         reason = "expired"
     elif current > fresh.version:
         reason = "superseded"
+    elif fresh.refreshed_at is not None and fresh.refreshed_at < asked:
+        reason = "revoked"  # it predates the rejection: no refresh ran for this request
     elif remaining is None:
         reason = "unknown"
     else:

@@ -465,6 +465,12 @@ def describe_rejection(rejection: RejectedReplay, min_refresh_interval: float) -
             f"a newer token (version {rejection.current}) replaced it meanwhile (another "
             "refresh, e.g. after a revocation)"
         )
+    elif reason == "revoked":
+        why = (
+            "the token predates this request's rejection (another request's refresh made it; "
+            "none ran for this one) and is rejected now: it was likely revoked meanwhile (e.g. "
+            "a server-side revocation)"
+        )
     else:
         age = "was fresh" if reason == "fresh" else "has an unknown expiry"
         why = (
