@@ -67,7 +67,7 @@ async def run(args: argparse.Namespace) -> int:
     )
     print(
         f"refreshes: {stats.refreshes}, deduplicated waiters: {stats.deduplicated}, "
-        f"replays: {stats.replays}"
+        f"replays: {stats.replays} ({stats.rejected_replays} rejected again)"
     )
     return 0 if failed == 0 and outcomes["ok"] > 0 else 1
 

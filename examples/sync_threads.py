@@ -161,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         + "".join(f" ({outcome} x{n})" for outcome, n in outcomes.items() if outcome != "ok")
     )
     print(
-        f"refreshes: {stats.refreshes}, replays: {stats.replays}, "
-        f"deduplicated waiters: {stats.deduplicated}, credentials version: {auth.version}"
+        f"refreshes: {stats.refreshes}, replays: {stats.replays} "
+        f"({stats.rejected_replays} rejected again), deduplicated waiters: {stats.deduplicated}, "
+        f"credentials version: {auth.version}"
     )
     print(
         f"saved {saves} time(s) to {args.store}; the file holds the current refresh token: "

@@ -279,6 +279,24 @@ def test_request_acme_refreshes_once_and_persists_rotated_token(
         assert_clean(out + err, grant_secrets(provider, grant, saved))
 
 
+@pytest.mark.parametrize(
+    ("rejected", "line"),
+    [(0, "refreshes: 1, replays: 2\n"), (1, "refreshes: 1, replays: 2 (1 rejected again)\n")],
+)
+def test_R4_request_summary_shows_rejected_replays(rejected: int, line: str) -> None:
+    """R4 / R15: the summary of ``httpx-refresh request`` says when a replay was rejected
+    again (the caller got the 401), and stays as it was otherwise."""
+    import io
+    from types import SimpleNamespace
+
+    from httpx_refresh._cli_spec import _summary
+
+    stats = hr.RefreshStats(1, 2, 0, 0, rejected_replays=rejected)
+    err = io.StringIO()
+    _summary(SimpleNamespace(auth=SimpleNamespace(stats=stats)), None, err)
+    assert err.getvalue() == line
+
+
 def test_request_acme_subprocess_refreshes_once(tmp_path: Path) -> None:
     """The same refresh-and-persist as a real ``python -m httpx_refresh request`` process."""
     provider = DemoProvider(ttl=1)

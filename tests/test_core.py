@@ -70,6 +70,7 @@ def make_decisions(
     replayable: bool = True,
     in_scope: bool = True,
     fail_fast: hr.HttpxRefreshError | None = None,
+    rejected: list[_core.RejectedReplay] | None = None,
 ) -> _core.Decisions:
     return _core.Decisions(
         current=state.current,
@@ -82,6 +83,7 @@ def make_decisions(
         rewind_plan=lambda request: lambda: replayable,
         in_scope=lambda request: in_scope,
         fail_fast=lambda: fail_fast,
+        rejected_replay=None if rejected is None else rejected.append,
     )
 
 
@@ -266,6 +268,231 @@ def test_R4_401_on_the_replay_goes_back_to_the_caller_no_loop() -> None:
     finish(flow, response(401, req))
     assert [type(a) for a in actions] == [_core.Send, _core.Refresh, _core.Send]
     assert sum(isinstance(a, _core.Send) and a.replay for a in actions) == 1
+
+
+def _replay_rejected(
+    flow: Flow, req: httpx.Request, state: State, new: Snapshot, clock: Clock, delay: float
+) -> Any:
+    """Sent request 401, the refresh gives ``new``, the replay's 401 comes ``delay`` s later."""
+    assert next(flow) == _core.Send(req, replay=False)
+    assert flow.send(response(401, req)) == _core.Refresh(state.snapshot.version, "reactive")
+    state.snapshot = new
+    assert flow.send(new) == _core.Send(req, replay=True)
+    clock.now += delay
+    return flow.send(response(401, req))
+
+
+def _two_second_tokens() -> tuple[
+    Clock, State, _core.Decisions, list[_core.RejectedReplay], httpx.Request, Flow, Snapshot
+]:
+    """A flow over 2 s tokens (leeway clamped to 1 s), and the refresh result ``one``."""
+    clock = Clock()
+    rejected: list[_core.RejectedReplay] = []
+    state = State(snap(0, access_token=ACCESS_1, expires_in=2))
+    decisions = make_decisions(state, clock, rejected=rejected)
+    req = request()
+    one = snap(1, now=clock.now, access_token=ACCESS_2, expires_in=2)
+    return clock, state, decisions, rejected, req, _core.flow(decisions, req), one
+
+
+def test_R4_replay_whose_token_expired_in_transit_gets_exactly_one_more_replay() -> None:
+    """R4: 2 s tokens (leeway clamped to 1 s); the replay's 401 arrives 1.5 s after it was
+    sent, past the replayed token's deadline: one more Refresh of that version, one more
+    replay with the next one, reported as "expired" with ``again``; a second rejection goes
+    back to the caller (no third replay, no third refresh)."""
+    clock, state, decisions, rejected, req, flow, one = _two_second_tokens()
+    action = _replay_rejected(flow, req, state, one, clock, 1.5)
+    assert action == _core.Refresh(1, "reactive")
+    assert [(r.version, r.reason, r.again, r.status) for r in rejected] == [
+        (1, "expired", True, 401)
+    ]
+    assert rejected[0].elapsed == pytest.approx(1.5)
+    assert rejected[0].remaining == pytest.approx(0.5)
+    state.snapshot = snap(2, now=clock.now, access_token=ACCESS_3, expires_in=2)
+    assert flow.send(state.snapshot) == _core.Send(req, replay=True)
+    assert req.headers["Authorization"] == f"Bearer {ACCESS_3}"
+    clock.now += 3.0  # expired in transit again: still no third replay
+    finish(flow, response(401, req))
+    assert [(r.version, r.reason, r.again) for r in rejected] == [
+        (1, "expired", True),
+        (2, "expired", False),
+    ]
+    # An expiry explains the rejections: no R11 guard on either version.
+    assert not decisions.storm_guarded(1, clock())
+    assert not decisions.storm_guarded(2, clock())
+
+
+def test_R4_replay_past_an_expiry_that_was_due_on_arrival_counts_as_expired() -> None:
+    """R4 / R2: a refresh gave a token already due (``expires_at`` rounded into the past),
+    so R2 waits ``min_refresh_interval`` before refreshing it proactively; its replay
+    rejected after that expiry is still "expired" (one more replay), never "fresh"."""
+    clock, state, decisions, rejected, req, flow, _ = _two_second_tokens()
+    due = make_snapshot(
+        {"access_token": ACCESS_2, "expires_at": T0 - 0.0005}, 1, now=T0, refreshed=True
+    )
+    assert not decisions.needs_refresh(due, T0 + 0.02)
+    assert _replay_rejected(flow, req, state, due, clock, 0.02) == _core.Refresh(1, "reactive")
+    assert [(r.reason, r.again) for r in rejected] == [("expired", True)]
+
+
+def test_R4_second_replay_that_succeeds_ends_the_flow() -> None:
+    """R4: after one more replay answered 200 the flow ends; one report, ``again`` set."""
+    clock = Clock()
+    rejected: list[_core.RejectedReplay] = []
+    state = State(snap(0, access_token=ACCESS_1, expires_in=2))
+    req = request()
+    flow = _core.flow(make_decisions(state, clock, rejected=rejected), req)
+    one = snap(1, now=clock.now, access_token=ACCESS_2, expires_in=2)
+    assert _replay_rejected(flow, req, state, one, clock, 2.5) == _core.Refresh(1, "reactive")
+    assert flow.send(snap(2, now=clock.now, access_token=ACCESS_3, expires_in=2)) == _core.Send(
+        req, replay=True
+    )
+    finish(flow, response(200, req))
+    assert [(r.reason, r.again) for r in rejected] == [("expired", True)]
+    assert rejected[0].remaining == pytest.approx(-0.5)
+
+
+def test_R4_replay_rejected_after_a_newer_version_appeared_is_replayed_with_it() -> None:
+    """R4 / R5: the replay's token is fresh but a newer version exists when its 401 comes
+    (e.g. a revocation and another refresh): one more replay, with the newer version (the
+    Refresh hands it back without refreshing, R5)."""
+    clock = Clock()
+    rejected: list[_core.RejectedReplay] = []
+    state = State(snap(0, access_token=ACCESS_1, expires_in=3600))
+    req = request()
+    flow = _core.flow(make_decisions(state, clock, rejected=rejected), req)
+    assert next(flow) == _core.Send(req, replay=False)
+    assert flow.send(response(401, req)) == _core.Refresh(0, "reactive")
+    state.snapshot = snap(1, access_token=ACCESS_2, expires_in=3600)
+    assert flow.send(state.snapshot) == _core.Send(req, replay=True)
+    state.snapshot = snap(2, access_token=ACCESS_3, expires_in=3600)  # replaced meanwhile
+    assert flow.send(response(401, req)) == _core.Refresh(1, "reactive")
+    assert [(r.reason, r.current, r.again) for r in rejected] == [("superseded", 2, True)]
+    assert flow.send(state.snapshot) == _core.Send(req, replay=True)
+    assert req.headers["Authorization"] == f"Bearer {ACCESS_3}"
+    finish(flow, response(200, req))
+
+
+def test_R4_R11_replay_with_a_version_made_before_the_rejection_is_revoked_not_guarded() -> None:
+    """R4 / R11: a late 401 is replayed with a version that another request's refresh made
+    before it arrived (no refresh ran for this one); that replay is rejected too, e.g. after
+    a server-side revocation: "revoked", one more replay after a refresh of that version,
+    and no R11 guard (it was not "the replay right after a refresh"), so the other
+    requests rejected with it still get their refresh."""
+    clock = Clock()
+    rejected: list[_core.RejectedReplay] = []
+    state = State(snap(0, access_token=ACCESS_1, expires_in=3600))
+    decisions = make_decisions(state, clock, rejected=rejected)
+    req = request()
+    flow = _core.flow(decisions, req)
+    assert next(flow) == _core.Send(req, replay=False)
+    made = make_snapshot(
+        {"access_token": ACCESS_2, "expires_in": 3600}, 1, now=clock.now, refreshed=True
+    )
+    state.snapshot = made  # another request's refresh, before this 401 comes back
+    clock.now += 1.0
+    assert flow.send(response(401, req)) == _core.Refresh(0, "reactive")
+    assert flow.send(made) == _core.Send(req, replay=True)
+    clock.now += 0.1
+    assert flow.send(response(401, req)) == _core.Refresh(1, "reactive")
+    assert [(r.version, r.reason, r.again) for r in rejected] == [(1, "revoked", True)]
+    assert not decisions.storm_guarded(1, clock())
+    state.snapshot = snap(2, now=clock.now, access_token=ACCESS_3, expires_in=3600)
+    assert flow.send(state.snapshot) == _core.Send(req, replay=True)
+    finish(flow, response(200, req))
+
+
+@pytest.mark.parametrize("expires_in", [3600, None], ids=["fresh", "unknown"])
+def test_R4_C20_replay_rejected_with_a_fresh_token_goes_back_to_the_caller(
+    expires_in: int | None,
+) -> None:
+    """R4 / R11 / C20: a fresh token rejected again (the resource refuses it whatever its
+    age): no second replay, reported as "fresh" (or "unknown" expiry), R11 guard set."""
+    clock = Clock()
+    rejected: list[_core.RejectedReplay] = []
+    state = State(snap(0, access_token=ACCESS_1))
+    decisions = make_decisions(state, clock, rejected=rejected)
+    req = request()
+    flow = _core.flow(decisions, req)
+    extra = {} if expires_in is None else {"expires_in": expires_in}
+    one = snap(1, now=clock.now, access_token=ACCESS_2, **extra)
+    with pytest.raises(StopIteration):
+        _replay_rejected(flow, req, state, one, clock, 0.2)
+    reason = "fresh" if expires_in else "unknown"
+    assert [(r.version, r.reason, r.again) for r in rejected] == [(1, reason, False)]
+    assert rejected[0].remaining == (None if expires_in is None else pytest.approx(3599.8))
+    assert decisions.storm_guarded(1, clock())
+
+
+def test_R4_R11_expired_replay_of_a_guarded_version_goes_back_to_the_caller() -> None:
+    """R4 / R11: one more replay would need a refresh of a version that R11 guards (its
+    replay was rejected with a fresh token moments ago): no refresh, the 401 goes back."""
+    clock, state, decisions, rejected, req, flow, one = _two_second_tokens()
+    decisions.note_rejected_replay(1, clock.now)  # another request's fresh rejection of v1
+    with pytest.raises(StopIteration):
+        _replay_rejected(flow, req, state, one, clock, 1.5)
+    assert [(r.reason, r.again) for r in rejected] == [("expired", False)]
+
+
+def test_R4_replay_rejected_in_transit_needs_a_replayable_body_again() -> None:
+    """R4 / R12: the second replay rewinds the body too; a body that cannot be re-read
+    raises RequestNotReplayable instead of a second replay."""
+    clock = Clock()
+    state = State(snap(0, access_token=ACCESS_1, expires_in=2))
+    rewinds = iter([True, False])
+    decisions = make_decisions(state, clock)
+    decisions.rewind_plan = lambda request: lambda: next(rewinds)
+    req = request()
+    flow = _core.flow(decisions, req)
+    one = snap(1, now=clock.now, access_token=ACCESS_2, expires_in=2)
+    assert _replay_rejected(flow, req, state, one, clock, 1.5) == _core.Refresh(1, "reactive")
+    with pytest.raises(hr.RequestNotReplayable):
+        flow.send(snap(2, now=clock.now, access_token=ACCESS_3, expires_in=2))
+
+
+def test_R4_R15_rejected_replay_is_counted_and_logged_once_per_version_and_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """R4 / R15: ``FlightControl.note_rejected_replay`` counts every rejected replay (a
+    second replay apart), logs the first of each version and reason at WARNING with the
+    likely reason, method and URL without the query, and the rest at DEBUG; no token."""
+    control = FlightControl(snap(0, access_token=ACCESS_1), Clock())
+    req = httpx.Request("GET", URL + "?api_key=" + ACCESS_1)
+
+    def rejection(version: int, reason: str, again: bool = False) -> _core.RejectedReplay:
+        return _core.RejectedReplay(req, 401, version, reason, 1.25, -0.5, version, again)
+
+    caplog.set_level("DEBUG", logger="httpx_refresh")
+    control.note_rejected_replay(rejection(3, "expired", again=True), 5.0)
+    for _ in range(185):
+        control.note_rejected_replay(rejection(3, "expired"), 5.0)
+    control.note_rejected_replay(rejection(4, "fresh"), 5.0)
+    stats = control.stats()
+    assert (stats.rejected_replays, stats.second_replays) == (186, 1)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2
+    assert len([r for r in caplog.records if r.levelname == "DEBUG"]) == 185
+    assert warnings[0].startswith(
+        f"replay of GET {URL} rejected again with 401 (credentials version 3, the replay "
+        "took 1.25 s, 0.50 s after its expiry, client clock): the token likely expired in "
+        "transit"
+    )
+    assert "replaying it once more" in warnings[0]
+    assert "not a token problem" in warnings[1]
+    assert "insufficient scope" in warnings[1]
+    assert "not refreshed again for 5 s" in warnings[1]
+    text = caplog.text
+    assert ACCESS_1 not in text
+    assert "api_key" not in text
+
+
+def test_R15_stats_new_counters_are_keyword_only() -> None:
+    """R15: the counters added to ``RefreshStats`` are keyword-only (positional use of the
+    first four stays as it was)."""
+    stats = hr.RefreshStats(1, 2, 3, 4, rejected_replays=5, second_replays=6)
+    assert (stats.rejected_replays, stats.second_replays) == (5, 6)
+    with pytest.raises(TypeError):
+        hr.RefreshStats(1, 2, 3, 4, 5)  # type: ignore[misc]
 
 
 def test_R4_403_does_not_refresh_by_default() -> None:

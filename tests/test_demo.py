@@ -29,6 +29,7 @@ from httpx_refresh._demo import (
     DemoReport,
     RevocationTimer,
     allowed_token_calls,
+    calibrated_ttl,
     default_leeway,
     plan_schedule,
     refresh_interval,
@@ -303,6 +304,16 @@ def inspect_default_leeway() -> float:
     return float(inspect.signature(hr.RefreshAuth).parameters["leeway"].default)
 
 
+@pytest.mark.parametrize(
+    ("burst_p99", "ttl"), [(0.0, 2.0), (0.4, 2.0), (0.41, 2.5), (1.0, 5.0), (1.9133, 10.0)]
+)
+def test_R4_calibrated_ttl_is_5x_the_burst_p99_at_least_2s(burst_p99: float, ttl: float) -> None:
+    """R4 (demo): the default token lifetime is DEFAULT_TTL (2 s) on a machine that answers a
+    burst of ``concurrency`` requests within 0.4 s (p99), else 5 x that, rounded up to 0.5 s:
+    the clamped leeway (half the lifetime) covers 2.5 x the worst queueing seen."""
+    assert calibrated_ttl(burst_p99) == ttl
+
+
 def test_plan_schedule_spreads_requests_over_3_6_ttl() -> None:
     """Requests are evenly paced over 3.6 ttl (at least 3 expiries); revocation mid-run."""
     schedule = plan_schedule(2000, 2.0, 1.0)
@@ -484,6 +495,70 @@ def test_R10_demo_with_a_provider_rejecting_refreshes_exits_1(
     assert re.search(r"token-endpoint calls\s+1\s", out)  # later requests fail fast
     assert "FAILED:" in out
     assert re.search(r"requests failed \(ReauthorizationRequired x\d+\)", out)
+
+
+def test_R4_demo_default_ttl_is_calibrated_to_the_machine(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """R4 (demo): without --ttl the demo measures a burst of --concurrency requests first,
+    says so, and runs with the lifetime it chose (2 s, or longer on a busy machine)."""
+    code = main(["demo", "--requests", "200", "--concurrency", "20", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    check_clean_run(out)
+    line = re.search(
+        r"\n  ttl ([\d.]+) s: calibrated, 5 x the p99 latency \(([\d.]+) ms\) of a burst of 20 "
+        r"requests, at least 2 s \(--ttl to set it\)\n",
+        out,
+    )
+    assert line is not None, out
+    ttl, burst = float(line[1]), float(line[2]) / 1000
+    assert ttl == pytest.approx(calibrated_ttl(burst), abs=0.5)  # the table rounds to 0.1 ms
+    assert f"at concurrency 20, ttl {ttl:g} s\n" in out
+
+
+def test_R4_demo_failing_on_tokens_expired_in_transit_names_the_cause_and_the_options(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """R4: 0.1 ms tokens expire before any request reaches the API, so every request fails
+    after its two replays (the second because the first one's token expired in transit):
+    the demo counts the rejected replays, names the likely cause with the load average and
+    the options to change, and prints no log line of its own on stderr."""
+    tiny = ["--ttl", "0.0001", "--requests", "20", "--concurrency", "5", "--token-latency", "0"]
+    code = main(["demo", *tiny, "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 1, out
+    rows = parse_table(out)
+    assert (rows["failures"], rows["rejected replays"]) == ("20", "20")
+    assert "auth.stats; 20 replayed once more after their token expired in transit" in out
+    assert "  - 20 of 20 requests failed (HTTP 401 x20)\n" in out
+    cause = re.search(
+        r"  - 20 requests were rejected after their replay \(likely reasons, all rejected "
+        r"replays: expired x40\): the token expired in transit: requests took [\d.]+ ms "
+        r"\(median\) and [\d.]+ ms \(p99\) against 0\.0001 s tokens, refreshed 5e-05 s "
+        r"before expiry; the machine may be overloaded \(load average [\d.]+ on \d+ CPUs\); "
+        r"try a lower --concurrency \(now 5\) or a longer --ttl \(now 0\.0001\)\n",
+        out,
+    )
+    assert cause is not None, out
+    assert err == ""
+
+
+def test_R4_verdict_says_fresh_tokens_rejected_is_not_a_lifetime_problem() -> None:
+    """R4: replays rejected with fresh tokens are named as such, without blaming the load."""
+    reasons = verdict(
+        report(
+            successes=98,
+            failures=2,
+            failure_reasons={"HTTP 401": 2},
+            rejected_replays=2,
+            rejection_reasons={"fresh": 2},
+        )
+    )
+    assert reasons[1] == (
+        "2 requests were rejected after their replay (likely reasons, all rejected replays: "
+        "fresh x2): the API rejected fresh tokens; this is not a token-lifetime problem"
+    )
 
 
 def test_demo_without_the_demo_extra_exits_2(

@@ -596,8 +596,28 @@ async def test_R4_a_rejected_request_is_replayed_exactly_once_async() -> None:
     assert auth.stats == hr.RefreshStats(refreshes=1, replays=1, deduplicated=0, failures=0)
 
 
-def test_R4_rejected_replay_goes_back_to_the_caller_sync(run_server: Any) -> None:
-    """R4: if the replay is rejected too, the caller gets that (second) 401: no loop."""
+REJECTED_ONCE = hr.RefreshStats(
+    refreshes=1, replays=1, deduplicated=0, failures=0, rejected_replays=1, second_replays=0
+)
+
+
+def check_fresh_rejection(caplog: pytest.LogCaptureFixture, url: str) -> None:
+    """R4: one WARNING: the replayed token was fresh, likely not a token problem."""
+    (warning,) = library_records(caplog, logging.WARNING)
+    message = warning.getMessage()
+    assert message.startswith(f"replay of GET {url}/admin rejected again with 401 ")
+    assert "the token has an unknown expiry and no newer one exists" in message
+    assert "not a token problem" in message
+    assert "A1" not in message
+    assert "A2" not in message
+
+
+def test_R4_rejected_replay_goes_back_to_the_caller_sync(
+    run_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """R4: if the replay is rejected too, the caller gets that (second) 401: no loop; it is
+    counted (``rejected_replays``) and logged at WARNING with its likely reason."""
+    caplog.set_level(logging.WARNING, logger="httpx_refresh")
     provider = Provider()
     url = run_server(provider.app())
     auth = hr.RefreshAuth(CREDS, provider.refresher())
@@ -607,12 +627,17 @@ def test_R4_rejected_replay_goes_back_to_the_caller_sync(run_server: Any) -> Non
     assert response.json()["attempt"] == 2
     assert response.request.headers["Authorization"] == "Bearer A2"
     assert provider.seen() == [("/admin", "A1"), ("/admin", "A2")]
-    assert auth.stats == hr.RefreshStats(refreshes=1, replays=1, deduplicated=0, failures=0)
+    assert auth.stats == REJECTED_ONCE
+    check_fresh_rejection(caplog, url)
 
 
 @pytest.mark.anyio
-async def test_R4_rejected_replay_goes_back_to_the_caller_async(run_server: Any) -> None:
-    """R4: if the replay is rejected too, the caller gets that (second) 401: no loop."""
+async def test_R4_rejected_replay_goes_back_to_the_caller_async(
+    run_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """R4: if the replay is rejected too, the caller gets that (second) 401: no loop; it is
+    counted (``rejected_replays``) and logged at WARNING with its likely reason."""
+    caplog.set_level(logging.WARNING, logger="httpx_refresh")
     provider = Provider()
     url = run_server(provider.app())
     auth = hr.RefreshAuth(CREDS, provider.refresher("async"))
@@ -622,7 +647,117 @@ async def test_R4_rejected_replay_goes_back_to_the_caller_async(run_server: Any)
     assert response.json()["attempt"] == 2
     assert response.request.headers["Authorization"] == "Bearer A2"
     assert provider.seen() == [("/admin", "A1"), ("/admin", "A2")]
-    assert auth.stats == hr.RefreshStats(refreshes=1, replays=1, deduplicated=0, failures=0)
+    assert auth.stats == REJECTED_ONCE
+    check_fresh_rejection(caplog, url)
+
+
+# R4 on a real token endpoint (tests/servers.py): the replay's token expires in transit.
+
+
+async def get_with(flavor: str, url: str, auth: hr.RefreshAuth, path: str) -> httpx.Response:
+    """GET ``path`` through a sync client (in a worker thread) or an async one."""
+    if flavor == "sync":
+
+        def get() -> httpx.Response:
+            with httpx.Client(base_url=url, auth=auth, timeout=WAIT) as client:
+                return client.get(path)
+
+        return await anyio.to_thread.run_sync(get)
+    async with httpx.AsyncClient(base_url=url, auth=auth, timeout=WAIT) as client:
+        return await client.get(path)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+@pytest.mark.parametrize("slow_replays", [1, 2])
+async def test_R4_replay_whose_token_expired_in_transit_gets_one_more_replay(
+    run_server: Any, caplog: pytest.LogCaptureFixture, flavor: str, slow_replays: int
+) -> None:
+    """R4 / R5 / R11: 1 s tokens (leeway clamped to 0.5 s); the API answers the replay 1.5 s
+    later (injected clock), after its token expired: the request gets exactly one more
+    replay with the next token. With one slow replay that one succeeds: 2 token calls, 2
+    replays, 0 rejected. With every replay slow the second rejection goes back to the
+    caller: 2 token calls (one per version), 2 replays, 1 rejected replay, never a third.
+    One WARNING per version, saying the token expired in transit."""
+    from servers import FakeClock, Hit, OAuthServer
+
+    caplog.set_level(logging.WARNING, logger="httpx_refresh")
+    clock = FakeClock()
+    server = OAuthServer(rotate=True, single_use=True, expires_in=1, clock=clock)
+
+    async def slow(hit: Hit) -> int | None:
+        if hit.gen is None or not 1 <= hit.gen <= slow_replays:
+            return None  # the revoked first token, or a replay answered in time
+        clock.advance(1.5)  # the replay took 1.5 s: its token expired meanwhile
+        return 401
+
+    server.hooks["/slow"] = slow
+    url = run_server(server.app)
+    auth = hr.RefreshAuth(
+        server.initial_credentials(revoked=True),
+        hr.OAuth2Refresh(f"{url}/token", client_id="c", client_secret="s"),
+        clock=clock,
+    )
+    with anyio.fail_after(WAIT):
+        response = await get_with(flavor, url, auth, "/slow")
+    assert response.status_code == (200 if slow_replays == 1 else 401)
+    assert server.token_calls == 2
+    assert server.presented == [0, 1]
+    statuses = [(1, 401), (2, 200)] if slow_replays == 1 else [(1, 401), (2, 401)]
+    assert [(h.gen, h.status) for h in server.hits] == [(0, 401), *statuses]
+    assert auth.stats == hr.RefreshStats(
+        refreshes=2,
+        replays=2,
+        deduplicated=0,
+        failures=0,
+        rejected_replays=slow_replays - 1,
+        second_replays=1,
+    )
+    messages = [r.getMessage() for r in library_records(caplog, logging.WARNING)]
+    assert len(messages) == slow_replays
+    for version, message in enumerate(messages, start=1):
+        assert f"(credentials version {version}, the replay took 1.50 s, 0.50 s after" in message
+        assert "the token likely expired in transit" in message
+    assert "replaying it once more" in messages[0]
+    if slow_replays == 2:
+        assert "the response goes back to the caller" in messages[1]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+async def test_R4_R11_C20_always_401_with_a_fresh_token_is_one_refresh_and_one_replay(
+    run_server: Any, caplog: pytest.LogCaptureFixture, flavor: str
+) -> None:
+    """R4 / R11 / C20 on a real token endpoint: ``/admin`` answers 401 whatever the token
+    (1 h tokens): exactly 1 refresh and 1 replay, counted as a rejected replay, one WARNING
+    saying the token was fresh (likely not a token problem); a second GET does not refresh."""
+    from servers import Hit, OAuthServer
+
+    caplog.set_level(logging.WARNING, logger="httpx_refresh")
+    server = OAuthServer(rotate=True, single_use=True, expires_in=3600)
+
+    async def forbidden(hit: Hit) -> int:
+        return 401
+
+    server.hooks["/admin"] = forbidden
+    url = run_server(server.app)
+    auth = hr.RefreshAuth(
+        server.initial_credentials(),
+        hr.OAuth2Refresh(f"{url}/token", client_id="c", client_secret="s"),
+    )
+    with anyio.fail_after(WAIT):
+        first = await get_with(flavor, url, auth, "/admin")
+        second = await get_with(flavor, url, auth, "/admin")
+    assert (first.status_code, second.status_code) == (401, 401)
+    assert server.token_calls == 1
+    assert [(h.gen, h.status) for h in server.hits] == [(0, 401), (1, 401), (1, 401)]
+    assert auth.stats == REJECTED_ONCE
+    (warning,) = library_records(caplog, logging.WARNING)
+    message = warning.getMessage()
+    assert "(credentials version 1, the replay took " in message
+    assert "the token was fresh and no newer one exists" in message
+    assert "not a token problem" in message
+    assert "not refreshed again for 5 s" in message
 
 
 REFRESH_ON_403 = {

@@ -258,6 +258,14 @@ class _RefreshAuthBase:
             NaN or infinite; ``refresh_on`` is empty or holds something not a status code;
             ``origins`` is empty or holds something that is not an http(s) origin.
 
+    A replay that is rejected again goes back to the caller (never a loop), is counted in
+    ``stats.rejected_replays`` and logged at WARNING with its likely reason (one line per
+    credentials version and reason; the rest at DEBUG). One exception: when the replayed
+    token had expired by the time the response came (client clock, with the leeway; e.g. it
+    waited in the connection pool) or had been replaced meanwhile, the request gets exactly
+    one more replay with newer credentials (``stats.second_replays``), still at most one
+    refresh per version.
+
     Requests made through it raise :class:`RefreshError` (or its subclass
     :class:`ReauthorizationRequired`) when a needed refresh fails, and
     :class:`RequestNotReplayable` when a streaming body cannot be replayed, and
@@ -395,6 +403,9 @@ class _RefreshAuthBase:
             in_scope=self._in_scope,
             fail_fast=lambda: None if control.dead is None else fresh_copy(control.dead),
             advisory=None if advisory is None else float(advisory),
+            rejected_replay=functools.partial(
+                control.note_rejected_replay, min_refresh_interval=float(min_refresh_interval)
+            ),
         )
 
     def _apply_marked(self, request: httpx.Request, credentials: Mapping[str, Any]) -> None:
@@ -539,7 +550,8 @@ class _RefreshAuthBase:
 
     @property
     def stats(self) -> RefreshStats:
-        """Counters: refreshes, replays, deduplicated waiters, failures (DESIGN R15)."""
+        """Counters: refreshes, replays, deduplicated waiters, failures, rejected and
+        second replays (DESIGN R4, R15)."""
         return self._control.stats()
 
     def update_credentials(self, credentials: Mapping[str, Any]) -> None:

@@ -67,7 +67,8 @@ def _demo_command(args: argparse.Namespace) -> int:
         return 2
     if args.serve:
         port = _demo.DEFAULT_PORT if args.port is None else args.port
-        return _demo.serve_forever(port=port, ttl=args.ttl, token_latency=args.token_latency)
+        ttl = _demo.DEFAULT_TTL if args.ttl is None else args.ttl
+        return _demo.serve_forever(port=port, ttl=ttl, token_latency=args.token_latency)
     if args.port is not None:
         print("httpx-refresh demo: --port only applies with --serve", file=sys.stderr)
         return 2
@@ -137,9 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--ttl",
         type=_seconds(0.0, inclusive=False),
-        default=_demo.DEFAULT_TTL,
+        default=None,
         help="access-token lifetime in seconds; the requests are spread over "
-        f"{_demo.RUN_SPAN_TTLS:g} of them (default {_demo.DEFAULT_TTL:g})",
+        f"{_demo.RUN_SPAN_TTLS:g} of them (default {_demo.DEFAULT_TTL:g}, longer on a machine "
+        f"so busy that a burst of --concurrency requests takes over "
+        f"{_demo.DEFAULT_TTL / _demo.CALIBRATION_FACTOR:g} s (p99): "
+        f"{_demo.CALIBRATION_FACTOR:g} x that)",
     )
     demo.add_argument(
         "--sync",

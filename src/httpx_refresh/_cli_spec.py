@@ -176,6 +176,8 @@ def _print_response(response: httpx.Response, out: TextIO) -> None:
 def _summary(connection: Any, path: Path | None, err: TextIO) -> None:
     stats = connection.auth.stats
     line = f"refreshes: {stats.refreshes}, replays: {stats.replays}"
+    if stats.rejected_replays:  # the API rejected a replay too: the 401 went to the caller
+        line += f" ({stats.rejected_replays} rejected again)"
     if path is not None and stats.refreshes:
         line += f"; refreshed credentials written to {path}"
     err.write(line + "\n")

@@ -13,6 +13,7 @@ driving the generator by hand.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Collection, Generator
 from dataclasses import dataclass
@@ -21,7 +22,15 @@ from typing import Any
 from ._credentials import Snapshot
 from ._exceptions import HttpxRefreshError, RequestNotReplayable
 
-__all__ = ["Decisions", "Refresh", "Send", "after_rejection", "flow", "prepare"]
+__all__ = [
+    "Decisions",
+    "Refresh",
+    "RejectedReplay",
+    "Send",
+    "after_rejection",
+    "flow",
+    "prepare",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +50,49 @@ class Refresh:
 
 
 Rewind = Callable[[], bool]
+
+#: Why a replay was rejected again, as far as the client can tell (DESIGN R4):
+#: ``"expired"``: the replayed token was past its expiry (client clock, with the leeway) when
+#: the response arrived: it expired in transit (a connection-pool wait, an overloaded machine).
+#: ``"superseded"``: a newer version existed when the response arrived (another refresh, e.g.
+#: after a revocation, replaced the replayed token meanwhile).
+#: ``"revoked"``: the token was made (by another request's refresh) before this request's
+#: rejection arrived, so no refresh ran for it, and it is rejected now: likely revoked meanwhile
+#: (e.g. a server-side revocation of every token); R11 does not apply (it was not "the replay
+#: right after a refresh").
+#: ``"fresh"``: the token was neither expired nor replaced: the resource rejects this token
+#: whatever its age (e.g. insufficient scope); likely not a token problem.
+#: ``"unknown"``: as ``"fresh"``, but the token's expiry is unknown.
+Reason = str
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedReplay:
+    """What the core knows about a replay that was rejected again (DESIGN R4, R15).
+
+    Attributes:
+        request: the request (its method and URL; never log its headers).
+        status: the status code of the rejected replay's response.
+        version: the credentials version the replay was sent with.
+        reason: ``"expired"``, ``"superseded"``, ``"revoked"``, ``"fresh"`` or ``"unknown"``
+            (see ``Reason``).
+        elapsed: seconds from sending the replay to its response (client clock).
+        remaining: seconds the replayed token had left when the response arrived
+            (negative: past its expiry), or ``None`` when its expiry is unknown.
+        current: the current version when the response arrived.
+        again: ``True`` when the request gets one more replay (the rejection is explained by
+            the token's age: ``"expired"``, ``"superseded"`` or ``"revoked"``), ``False`` when
+            the rejected response goes back to the caller.
+    """
+
+    request: Any
+    status: int
+    version: int
+    reason: Reason
+    elapsed: float
+    remaining: float | None
+    current: int
+    again: bool
 
 
 class Decisions:
@@ -62,6 +114,8 @@ class Decisions:
         fail_fast: returns the permanent error that blocks every request, if any (R10).
         advisory: seconds before expiry when one request refreshes while the others keep
             using the still-valid token (R3); ``None`` turns the window off.
+        rejected_replay: called with a :class:`RejectedReplay` each time a replay is
+            rejected again (R4: the adapter counts and logs it); only on that path.
     """
 
     __slots__ = (
@@ -78,6 +132,7 @@ class Decisions:
         "is_rejected",
         "leeway",
         "min_refresh_interval",
+        "rejected_replay",
         "rewind_plan",
         "token_key",
     )
@@ -96,6 +151,7 @@ class Decisions:
         in_scope: Callable[[Any], bool],
         fail_fast: Callable[[], HttpxRefreshError | None],
         advisory: float | None = None,
+        rejected_replay: Callable[[RejectedReplay], None] | None = None,
     ) -> None:
         self.current = current
         self.apply = apply
@@ -116,6 +172,7 @@ class Decisions:
         self._refresh_at: tuple[Snapshot | None, float] = (None, 0.0)
         self.advisory = advisory
         self._advisory_at: tuple[Snapshot | None, float] = (None, 0.0)
+        self.rejected_replay = rejected_replay
 
     def needs_refresh(self, snapshot: Snapshot, now: float) -> bool:
         """R2: is a refresh mandatory before sending with ``snapshot`` at ``now``?
@@ -270,8 +327,16 @@ def after_rejection(
 ) -> Generator[Send | Refresh, Any, None]:
     """R4, R5, R11, R12: what follows a rejected response to ``request`` sent with ``snapshot``.
 
-    Refresh (or adopt a newer version), then replay exactly once; a rejected replay
-    goes back to the caller and is remembered for R11.
+    Refresh (or adopt a newer version), then replay once. A rejected replay goes back to
+    the caller, except when its rejection is explained by the token's age: the replayed
+    token had expired (client clock, with the leeway) by the time the response arrived, a
+    newer version existed by then, or the token predates the first rejection (another
+    request's refresh made it, none ran for this one: likely revoked meanwhile, not R11's
+    "replay right after a refresh"). Such a request gets exactly one more replay with the
+    current version, or the next one (joining a flight; a refresh only when no newer
+    version exists and R11 allows it). Never more: at most two replays per request, one
+    refresh per version. A rejection that none of these explain is remembered for R11.
+    Every rejected replay is reported to ``decisions.rejected_replay``.
 
     Raises:
         RequestNotReplayable: the body cannot be re-read (raised after the refresh).
@@ -282,18 +347,73 @@ def after_rejection(
         snapshot.version, decisions.clock()
     ):
         return
+    asked = decisions.clock()  # when the rejection arrived
     # R5: if someone already replaced this version, the flight control hands back
     # the newer snapshot without refreshing again.
     fresh = yield Refresh(snapshot.version, "reactive")
-    if not decisions.in_scope(request):
-        return  # R13: the new credentials belong to another origin now; no replay here
-    if not rewind():
-        raise RequestNotReplayable(
-            f"{request.method} {request.url.copy_with(query=None)} was rejected with "
-            f"{response.status_code}; the credentials were refreshed, but its body cannot "
-            "be sent again (use buffer_body=True, or send it again yourself)"
-        )
-    decisions.apply(request, fresh.credentials)
-    response = yield Send(request, replay=True)
-    if decisions.is_rejected(response):
-        decisions.note_rejected_replay(fresh.version, decisions.clock())
+    for attempt in (1, 2):
+        if not decisions.in_scope(request):
+            return  # R13: the new credentials belong to another origin now; no replay here
+        if not rewind():
+            raise RequestNotReplayable(
+                f"{request.method} {request.url.copy_with(query=None)} was rejected with "
+                f"{response.status_code}; the credentials were refreshed, but its body cannot "
+                "be sent again (use buffer_body=True, or send it again yourself)"
+            )
+        decisions.apply(request, fresh.credentials)
+        sent = decisions.clock()
+        response = yield Send(request, replay=True)
+        if not decisions.is_rejected(response):
+            return
+        rejection = _explain(decisions, request, response, fresh, sent, asked)
+        if attempt == 1 and rejection.reason in _AGED:
+            current = decisions.current()
+            if current.version == fresh.version and decisions.storm_guarded(
+                fresh.version, decisions.clock()
+            ):
+                rejection = dataclasses.replace(rejection, again=False)
+            else:
+                rejection = dataclasses.replace(rejection, again=True)
+        _report(decisions, rejection)
+        if rejection.reason not in _AGED:
+            # R11: the token's age does not explain it; refreshing again will not help.
+            decisions.note_rejected_replay(fresh.version, decisions.clock())
+        if not rejection.again:
+            return
+        asked = decisions.clock()
+        fresh = yield Refresh(fresh.version, "reactive")
+
+
+#: Reasons that the token's age explains: one more replay, no R11 guard.
+_AGED = frozenset({"expired", "superseded", "revoked"})
+
+
+def _explain(
+    decisions: Decisions, request: Any, response: Any, fresh: Snapshot, sent: float, asked: float
+) -> RejectedReplay:
+    """R4: the likely reason why the replay sent with ``fresh`` at ``sent`` was rejected;
+    ``asked``: when the rejection that led to this replay arrived."""
+    now = decisions.clock()
+    current = decisions.current().version
+    remaining = None if fresh.expires_at is None else fresh.expires_at - now
+    if remaining is not None and (remaining <= 0 or decisions.needs_refresh(fresh, now)):
+        # Expired, or due for a refresh (inside the leeway), by the time the answer came.
+        reason = "expired"
+    elif current > fresh.version:
+        reason = "superseded"
+    elif fresh.refreshed_at is not None and fresh.refreshed_at < asked:
+        reason = "revoked"  # it predates the rejection: no refresh ran for this request
+    elif remaining is None:
+        reason = "unknown"
+    else:
+        reason = "fresh"
+    status = response.status_code
+    return RejectedReplay(
+        request, status, fresh.version, reason, now - sent, remaining, current, False
+    )
+
+
+def _report(decisions: Decisions, rejection: RejectedReplay) -> None:
+    hook = decisions.rejected_replay
+    if hook is not None:
+        hook(rejection)

@@ -36,12 +36,20 @@ from typing import Any, TypeVar
 import anyio
 import anyio.lowlevel
 
+from ._core import RejectedReplay
 from ._credentials import Snapshot, make_snapshot, merge_credentials, scrub
 from ._exceptions import HttpxRefreshError, ReauthorizationRequired, RefreshError
 from ._portable import after_fork
 from ._retry import is_transient
 
-__all__ = ["Flight", "FlightControl", "RefreshStats", "fresh_copy", "translate"]
+__all__ = [
+    "Flight",
+    "FlightControl",
+    "RefreshStats",
+    "describe_rejection",
+    "fresh_copy",
+    "translate",
+]
 
 E = TypeVar("E", bound=BaseException)
 
@@ -58,12 +66,18 @@ class RefreshStats:
         deduplicated: requests that needed a refresh and got one without running the
             refresher themselves (they joined a flight, or found newer credentials).
         failures: refreshes that failed (every waiter of such a flight got the error).
+        rejected_replays: requests whose replay was rejected again, so that the caller got
+            the rejected response (each is also logged, see ``RefreshAuth``).
+        second_replays: requests replayed once more because their first replay was rejected
+            after its token had expired in transit or been replaced (also in ``replays``).
     """
 
     refreshes: int = 0
     replays: int = 0
     deduplicated: int = 0
     failures: int = 0
+    rejected_replays: int = dataclasses.field(default=0, kw_only=True)
+    second_replays: int = dataclasses.field(default=0, kw_only=True)
 
 
 class Flight:
@@ -171,6 +185,10 @@ class FlightControl:
         self._replays = 0
         self._deduplicated = 0
         self._failures = 0
+        self._rejected_replays = 0
+        self._second_replays = 0
+        # (version, reason) pairs already logged at WARNING: later ones log at DEBUG.
+        self._warned: tuple[tuple[int, str], ...] = ()
         after_fork(self)
 
     def _after_fork(self) -> None:
@@ -356,7 +374,46 @@ class FlightControl:
     def stats(self) -> RefreshStats:
         """Return the counters as a frozen :class:`RefreshStats`."""
         with self._mutex:
-            return RefreshStats(self._refreshes, self._replays, self._deduplicated, self._failures)
+            return RefreshStats(
+                self._refreshes,
+                self._replays,
+                self._deduplicated,
+                self._failures,
+                rejected_replays=self._rejected_replays,
+                second_replays=self._second_replays,
+            )
+
+    def note_rejected_replay(self, rejection: RejectedReplay, min_refresh_interval: float) -> None:
+        """Count a replay rejected again and log it at WARNING with its likely reason (R4).
+
+        One WARNING per credentials version and reason; the others of that version and
+        reason (a storm of requests that all waited too long) log at DEBUG, all counted.
+        Each record carries ``replay_version``, ``replay_reason`` and ``replay_again``.
+        """
+        key = (rejection.version, rejection.reason)
+        with self._mutex:
+            if rejection.again:
+                self._second_replays += 1
+            else:
+                self._rejected_replays += 1
+            first = key not in self._warned
+            if first:
+                self._warned = (*self._warned[-7:], key)
+        if first or logger.isEnabledFor(logging.DEBUG):
+            logger.log(
+                logging.WARNING if first else logging.DEBUG,
+                "%s%s",
+                describe_rejection(rejection, min_refresh_interval),
+                " (further ones of this version for this reason log at DEBUG; "
+                "auth.stats counts them)"
+                if first
+                else "",
+                extra={
+                    "replay_version": rejection.version,
+                    "replay_reason": rejection.reason,
+                    "replay_again": rejection.again,
+                },
+            )
 
     # -- waiting (no lock held) --------------------------------------------------
 
@@ -394,6 +451,55 @@ class FlightControl:
         else:
             await anyio.lowlevel.checkpoint()
         return flight.outcome()
+
+
+def describe_rejection(rejection: RejectedReplay, min_refresh_interval: float) -> str:
+    """One sentence on a rejected replay: what, with which version, the likely reason, and
+    what happens next. Method and URL without the query; never a credential."""
+    url = rejection.request.url
+    where = f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "") + url.path
+    head = (
+        f"replay of {rejection.request.method} {where} rejected again with {rejection.status} "
+        f"(credentials version {rejection.version}, the replay took {rejection.elapsed:.2f} s"
+    )
+    left = rejection.remaining
+    if left is not None:
+        head += (
+            f", {left:.2f} s before its expiry"
+            if left >= 0
+            else f", {-left:.2f} s after its expiry"
+        )
+    head += ", client clock): "
+    reason = rejection.reason
+    if reason == "expired":
+        why = (
+            "the token likely expired in transit (the request waited in the connection pool, "
+            "or the machine or the server is overloaded)"
+        )
+    elif reason == "superseded":
+        why = (
+            f"a newer token (version {rejection.current}) replaced it meanwhile (another "
+            "refresh, e.g. after a revocation)"
+        )
+    elif reason == "revoked":
+        why = (
+            "the token predates this request's rejection (another request's refresh made it; "
+            "none ran for this one) and is rejected now: it was likely revoked meanwhile (e.g. "
+            "a server-side revocation)"
+        )
+    else:
+        age = "was fresh" if reason == "fresh" else "has an unknown expiry"
+        why = (
+            f"the token {age} and no newer one exists: the resource likely rejects this "
+            "token whatever its age (e.g. insufficient scope), not a token problem; version "
+            f"{rejection.version} is not refreshed again for {min_refresh_interval:g} s"
+        )
+    then = (
+        "; replaying it once more with newer credentials"
+        if rejection.again
+        else "; the response goes back to the caller"
+    )
+    return head + why + then
 
 
 def translate(exc: BaseException, secrets: list[str]) -> BaseException:

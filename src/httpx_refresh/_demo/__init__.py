@@ -37,11 +37,13 @@ from ._provider import (
     token_active,
 )
 from ._workload import (
+    CALIBRATION_FACTOR,
     DemoOptions,
     DemoReport,
     RevocationTimer,
     Schedule,
     allowed_token_calls,
+    calibrated_ttl,
     default_leeway,
     format_report,
     plan_schedule,
@@ -52,6 +54,7 @@ from ._workload import (
 )
 
 __all__ = [
+    "CALIBRATION_FACTOR",
     "ServedApp",
     "serve_asgi",
     "CONNECTIONS_PER_CLIENT",
@@ -70,6 +73,7 @@ __all__ = [
     "RevocationTimer",
     "Schedule",
     "allowed_token_calls",
+    "calibrated_ttl",
     "connect_grant",
     "default_leeway",
     "format_report",

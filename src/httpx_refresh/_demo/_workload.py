@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import math
+import os
 import signal
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType, MappingProxyType
@@ -74,6 +76,26 @@ def refresh_interval(ttl: float, leeway: float) -> float:
     lifetime, so the interval is ``ttl - min(leeway, ttl / 2)``.
     """
     return ttl - min(leeway, ttl / 2)
+
+
+#: The calibrated token lifetime is at least this many times the p99 latency of a burst of
+#: ``concurrency`` requests: the clamped leeway (half the lifetime) then covers 2.5 times the
+#: worst queueing the machine showed, and the requests, spread over 3.6 lifetimes, come at
+#: about half the rate that it sustained.
+CALIBRATION_FACTOR = 5.0
+
+
+def calibrated_ttl(burst_p99: float) -> float:
+    """The demo's default token lifetime on a machine where ``concurrency`` simultaneous
+    requests took ``burst_p99`` seconds (p99): ``DEFAULT_TTL``, or
+    ``CALIBRATION_FACTOR * burst_p99`` rounded up to half a second when that is longer.
+
+    A 2 s token is refreshed 1 s before expiry (R2's clamp); on a machine so busy that
+    requests queue for a second between ``RefreshAuth`` and the API, every token would
+    expire in transit. Real tokens live minutes to hours; the demo compresses time, and
+    scaling its clock to the machine keeps the ratio of latency to lifetime realistic.
+    """
+    return max(DEFAULT_TTL, math.ceil(CALIBRATION_FACTOR * burst_p99 * 2) / 2)
 
 
 def allowed_token_calls(span: float, interval: float, revocations: int) -> int:
@@ -169,7 +191,10 @@ class DemoOptions:
         requests: how many requests to send.
         concurrency: tasks (async) or threads (sync) sending them; also the number of
             connections.
-        ttl: access-token lifetime in seconds.
+        ttl: access-token lifetime in seconds; ``None``: calibrated to the machine
+            (:func:`calibrated_ttl`: ``DEFAULT_TTL``, or longer where a burst of
+            ``concurrency`` requests takes long enough that such short tokens would expire
+            in transit).
         sync: a thread pool sharing one ``httpx.Client`` instead of ``httpx.AsyncClient``.
         backend: the anyio backend of the async run (``"asyncio"`` or ``"trio"``).
         token_latency: seconds the token endpoint waits before answering.
@@ -184,7 +209,7 @@ class DemoOptions:
 
     requests: int = 2000
     concurrency: int = 200
-    ttl: float = DEFAULT_TTL
+    ttl: float | None = None
     sync: bool = False
     backend: str = "asyncio"
     token_latency: float = DEFAULT_TOKEN_LATENCY
@@ -207,7 +232,8 @@ class DemoReport:
     """The figures of one demo run; :func:`verdict` judges them, :func:`format_report` prints them.
 
     Times are in seconds. ``unauthorized``, ``token_calls``, ``invalid_grant`` and
-    ``revocations`` are the provider's counters during the run.
+    ``revocations`` are the provider's counters during the run; ``rejected_replays``,
+    ``second_replays`` and ``rejection_reasons`` what ``RefreshAuth`` saw (DESIGN R4).
     """
 
     mode: str
@@ -230,6 +256,13 @@ class DemoReport:
     p50: float
     p99: float
     final_refresh_token: Literal["accepted", "rejected", "missing"]
+    rejected_replays: int = 0  # auth.stats: replays rejected again, the 401 went to the caller
+    second_replays: int = 0  # auth.stats: replays sent once more (token expired in transit)
+    #: likely reasons of the rejected replays (``"expired"``, ``"superseded"``, ``"fresh"``,
+    #: ``"unknown"``), from the library's log records; second replays included
+    rejection_reasons: Mapping[str, int] = field(default_factory=dict)
+    load_average: float | None = None  # 1-minute load average at the end (os.getloadavg)
+    burst_p99: float | None = None  # calibration: p99 latency of a burst (None: --ttl given)
 
     @property
     def interval(self) -> float:
@@ -258,6 +291,8 @@ def verdict(report: DemoReport) -> list[str]:
     if report.failures:
         top = ", ".join(f"{reason} x{n}" for reason, n in _top(report.failure_reasons))
         reasons.append(f"{report.failures} of {report.requests} requests failed ({top})")
+    if report.rejected_replays:
+        reasons.append(_rejection_cause(report))
     if report.token_calls > report.allowed_token_calls:
         reasons.append(
             f"{report.token_calls} token-endpoint calls, more than the {report.allowed_token_calls}"
@@ -279,6 +314,32 @@ def verdict(report: DemoReport) -> list[str]:
     return reasons
 
 
+def _rejection_cause(report: DemoReport) -> str:
+    """Name the likely cause of rejected replays, and the options to change (DESIGN R4)."""
+    why = report.rejection_reasons
+    aged = why.get("expired", 0) + why.get("superseded", 0)
+    counts = ", ".join(f"{reason} x{n}" for reason, n in _top(why, 4))
+    head = (
+        f"{report.rejected_replays} requests were rejected after their replay"
+        + (f" (likely reasons, all rejected replays: {counts})" if counts else "")
+        + ": "
+    )
+    if aged * 2 < sum(why.values()):
+        return head + "the API rejected fresh tokens; this is not a token-lifetime problem"
+    load = (
+        ""
+        if report.load_average is None
+        else f" (load average {report.load_average:.1f} on {os.cpu_count() or 1} CPUs)"
+    )
+    return head + (
+        f"the token expired in transit: requests took {_ms(report.p50)} (median) and "
+        f"{_ms(report.p99)} (p99) against {report.ttl:g} s tokens, refreshed "
+        f"{report.ttl - report.interval:g} s before expiry; the machine may be overloaded"
+        f"{load}; try a lower --concurrency (now {report.concurrency}) or a longer --ttl "
+        f"(now {report.ttl:g})"
+    )
+
+
 def _top(reasons: Mapping[str, int], n: int = 3) -> list[tuple[str, int]]:
     return sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:n]
 
@@ -294,6 +355,12 @@ def format_report(report: DemoReport) -> str:
         ("successes", str(report.successes), ""),
         ("failures", str(report.failures), ""),
         ("401s seen (server)", str(report.unauthorized), f"replays {report.replays} (auth.stats)"),
+        (
+            "rejected replays",
+            str(report.rejected_replays),
+            f"auth.stats; {report.second_replays} replayed once more after their token "
+            "expired in transit",
+        ),
         (
             "token-endpoint calls",
             str(report.token_calls),
@@ -322,6 +389,12 @@ def format_report(report: DemoReport) -> str:
         f"ttl {report.ttl:g} s",
         f"  client: {report.mode}",
     ]
+    if report.burst_p99 is not None:
+        lines.append(
+            f"  ttl {report.ttl:g} s: calibrated, {CALIBRATION_FACTOR:g} x the p99 latency "
+            f"({_ms(report.burst_p99)}) of a burst of {report.concurrency} requests, at least "
+            f"{DEFAULT_TTL:g} s (--ttl to set it)"
+        )
     for label, value, note in rows:
         lines.append(f"  {label:<24}{value:>20}  {note}".rstrip())
     for reason, n in _top(report.failure_reasons, 5):
@@ -427,20 +500,9 @@ class _Run:
 
 async def _drive_async(run: _Run, url: str, auth: Any, http: Any) -> None:
     concurrency = run.options.concurrency
-    shards = _shards(concurrency, run.options.client_count())
     finished = anyio.Event()
     async with contextlib.AsyncExitStack() as stack:
-        clients = [
-            await stack.enter_async_context(
-                http.AsyncClient(
-                    base_url=url,
-                    auth=auth,
-                    limits=http.Limits(max_connections=size, max_keepalive_connections=size),
-                    timeout=REQUEST_TIMEOUT,
-                )
-            )
-            for size in shards
-        ]
+        clients = await _open_clients(stack, url, run.options, http, auth=auth)
         admin = await stack.enter_async_context(
             http.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT)
         )
@@ -488,6 +550,23 @@ async def _drive_async(run: _Run, url: str, auth: Any, http: Any) -> None:
                 for number in range(concurrency):
                     workers.start_soon(worker, clients[number % len(clients)])
             finished.set()
+
+
+async def _open_clients(
+    stack: contextlib.AsyncExitStack, url: str, options: DemoOptions, http: Any, **kwargs: Any
+) -> list[Any]:
+    """The run's ``AsyncClient``s, the connections split evenly between their pools."""
+    return [
+        await stack.enter_async_context(
+            http.AsyncClient(
+                base_url=url,
+                limits=http.Limits(max_connections=size, max_keepalive_connections=size),
+                timeout=REQUEST_TIMEOUT,
+                **kwargs,
+            )
+        )
+        for size in _shards(options.concurrency, options.client_count())
+    ]
 
 
 def _shards(concurrency: int, clients: int) -> list[int]:
@@ -558,6 +637,97 @@ def _demo_client_form(run: _Run) -> dict[str, str]:
     return _client_form(run.provider.client_id, run.provider.client_secret)
 
 
+#: Lifetime of the token that the calibration burst uses (it must not expire meanwhile).
+CALIBRATION_TOKEN_TTL = 3600.0
+
+
+def _burst_p99(url: str, token: str, options: DemoOptions, http: Any) -> float:
+    """Calibration: the p99 latency of ``concurrency`` simultaneous ``GET /api/items`` with a
+    valid token, through clients set up as the run's are (its second round, connections open)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    if options.sync:
+        latencies = _burst_sync(url, headers, options.concurrency, http)
+    else:
+        latencies = anyio.run(_burst_async, url, headers, options, http, backend=options.backend)
+    return _percentile(sorted(latencies), 0.99)
+
+
+def _burst_sync(url: str, headers: dict[str, str], concurrency: int, http: Any) -> list[float]:
+    limits = http.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    with (
+        http.Client(
+            base_url=url, headers=headers, limits=limits, timeout=REQUEST_TIMEOUT
+        ) as client,
+        ThreadPoolExecutor(concurrency, thread_name_prefix="demo-burst") as pool,
+    ):
+
+        def one(_: int) -> float:
+            started = time.perf_counter()
+            client.get("/api/items").raise_for_status()
+            return time.perf_counter() - started
+
+        latencies: list[float] = []
+        for _round in range(2):  # the first round opens the connections
+            latencies = list(pool.map(one, range(concurrency)))
+    return latencies
+
+
+async def _burst_async(
+    url: str, headers: dict[str, str], options: DemoOptions, http: Any
+) -> list[float]:
+    latencies: list[float] = []
+    async with contextlib.AsyncExitStack() as stack:
+        clients = await _open_clients(stack, url, options, http, headers=headers)
+
+        async def one(client: Any, record: bool) -> None:
+            started = time.perf_counter()
+            (await client.get("/api/items")).raise_for_status()
+            if record:
+                latencies.append(time.perf_counter() - started)
+
+        for record in (False, True):  # the first round opens the connections
+            async with anyio.create_task_group() as group:
+                for number in range(options.concurrency):
+                    group.start_soon(one, clients[number % len(clients)], record)
+    return latencies
+
+
+class _RejectionLog(logging.Handler):
+    """Counts the library's rejected-replay records by likely reason during a demo run.
+
+    The verdict summarises them, so they are not printed one by one; any other WARNING of
+    the library still reaches stderr when logging is not configured (``logging.lastResort``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.reasons: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        reason = getattr(record, "replay_reason", None)
+        if isinstance(reason, str):
+            self.reasons[reason] += 1
+        elif record.levelno >= logging.WARNING and not logging.getLogger().handlers:
+            last = logging.lastResort
+            if last is not None:
+                last.handle(record)
+
+
+@contextlib.contextmanager
+def _counting_rejections() -> Iterator[_RejectionLog]:
+    logger = logging.getLogger("httpx_refresh")
+    handler = _RejectionLog()
+    level = logger.level
+    logger.addHandler(handler)
+    if not logger.isEnabledFor(logging.DEBUG):  # the storm's later records log at DEBUG
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def run_demo(
     options: DemoOptions | None = None,
     *,
@@ -586,8 +756,6 @@ def run_demo(
     err = err if err is not None else sys.stderr
     require_server()
     leeway = default_leeway()
-    interval = refresh_interval(options.ttl, leeway)
-    schedule = plan_schedule(options.requests, options.ttl, interval)
     http = _lib.default() if options.library is None else _lib.load(options.library)
     name = _lib.name_of(http)
     if options.sync:
@@ -600,12 +768,21 @@ def run_demo(
             else f"{clients} {name}.AsyncClients sharing one RefreshAuth"
         )
     provider = DemoProvider(
-        ttl=options.ttl,
+        ttl=options.ttl or CALIBRATION_TOKEN_TTL,
         token_latency=options.token_latency,
         reject_refreshes=options.reject_refreshes,
     )
     with provider as url:
         client_id, client_secret = provider.client_id, provider.client_secret
+        burst_p99: float | None = None
+        ttl = options.ttl
+        if ttl is None:
+            calibration = connect_grant(url, client_id=client_id, client_secret=client_secret)
+            burst_p99 = _burst_p99(url, calibration["access_token"], options, http)
+            ttl = calibrated_ttl(burst_p99)
+            provider.ttl = ttl  # the tokens issued from now on
+        interval = refresh_interval(ttl, leeway)
+        schedule = plan_schedule(options.requests, ttl, interval)
         grant = connect_grant(url, client_id=client_id, client_secret=client_secret)
         granted = time.perf_counter()
         base = provider.counters()
@@ -617,10 +794,11 @@ def run_demo(
         run = _Run(options, schedule, interval, provider, base, err, short)
         run.start = time.perf_counter()
         try:
-            if options.sync:
-                _drive_sync(run, url, auth, http)
-            else:
-                anyio.run(_drive_async, run, url, auth, http, backend=options.backend)
+            with _counting_rejections() as rejections:
+                if options.sync:
+                    _drive_sync(run, url, auth, http)
+                else:
+                    anyio.run(_drive_async, run, url, auth, http, backend=options.backend)
         finally:
             run.end_progress()
         ended = time.perf_counter()
@@ -638,7 +816,7 @@ def run_demo(
         mode=label,
         requests=options.requests,
         concurrency=options.concurrency,
-        ttl=options.ttl,
+        ttl=ttl,
         leeway=leeway,
         successes=run.ok,
         failures=sum(run.failures.values()),
@@ -655,6 +833,11 @@ def run_demo(
         p50=_percentile(latencies, 0.50),
         p99=_percentile(latencies, 0.99),
         final_refresh_token=final,
+        rejected_replays=stats.rejected_replays,
+        second_replays=stats.second_replays,
+        rejection_reasons=MappingProxyType(dict(rejections.reasons)),
+        load_average=_load_average(),
+        burst_p99=burst_p99,
     )
     out.write(format_report(report))
     reasons = verdict(report)
@@ -669,6 +852,13 @@ def run_demo(
     )
     out.flush()
     return 0
+
+
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on this platform
+        return None
 
 
 class _Stop(Exception):
