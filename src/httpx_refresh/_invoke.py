@@ -11,9 +11,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -166,18 +169,26 @@ async def call_async(
     """Call ``fn`` from async code and return its result.
 
     Awaits ``fn.acall`` or an async ``fn``, cancelled after ``time_limit`` seconds
-    (``TimeoutError``) when one is given. A plain function runs in a worker thread;
+    (``TimeoutError``) when one is given. With ``on_late`` as well, it is not cancelled
+    but detached: it runs on in a task of the event loop's own (asyncio task, trio system
+    task) after the caller got ``TimeoutError`` (or was cancelled), and a value it still
+    returns is passed to ``on_late`` in a worker thread (R7: a token exchange that the
+    server may already have answered with a rotated refresh token is never cut short;
+    it ends under its own timeout). A plain function runs in a worker thread;
     threads cannot be interrupted, so after ``time_limit`` the caller gets
     ``TimeoutError`` and the thread is abandoned: if it still returns a value later,
     ``on_late(value)`` is called from that thread (so a late result is not lost).
     """
     acall = getattr(fn, "acall", None)
-    if acall is not None and inspect.iscoroutinefunction(acall):
+    coroutine_fn = acall if inspect.iscoroutinefunction(acall) else None
+    if coroutine_fn is None and is_async_callable(fn):
+        coroutine_fn = fn
+    if coroutine_fn is not None:
+        job = functools.partial(coroutine_fn, *args, **kwargs)
+        if time_limit is not None and on_late is not None:
+            return await _run_detached(job, time_limit, on_late)
         with anyio.fail_after(time_limit):
-            return await acall(*args, **kwargs)
-    if is_async_callable(fn):
-        with anyio.fail_after(time_limit):
-            return await fn(*args, **kwargs)
+            return await job()
     if time_limit is None:
         result = await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
     else:
@@ -215,3 +226,77 @@ async def _run_in_thread_bounded(
                 return state["value"]
             state["abandoned"] = True
         raise
+
+
+#: Detached refresher tasks (asyncio keeps only weak references to its tasks).
+_DETACHED: set[Any] = set()
+
+
+def _spawn_detached(job: Callable[[], Any]) -> None:
+    """Start ``job`` (an async callable) in a task that no caller's cancel scope reaches:
+    a trio system task, or an asyncio task kept alive by :data:`_DETACHED`."""
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            pass
+        else:
+            # With the caller's context variables (e.g. which HTTP library to use), as
+            # asyncio's create_task does.
+            trio.lowlevel.spawn_system_task(job, context=contextvars.copy_context())
+            return
+    task = asyncio.get_running_loop().create_task(job())
+    _DETACHED.add(task)
+    task.add_done_callback(_DETACHED.discard)
+
+
+async def _run_detached(
+    job: Callable[[], Any], time_limit: float, on_late: Callable[[Any], None]
+) -> Any:
+    """Await ``job()`` for at most ``time_limit`` seconds without ever cancelling it.
+
+    ``job`` runs in a detached task (see :func:`_spawn_detached`); the caller waits on an
+    event. Past ``time_limit`` (or when the caller is cancelled) the caller stops
+    waiting and ``job`` runs on: a value it returns then goes to ``on_late`` in a
+    worker thread (it may save to a store or call a sync hook). Its errors then are
+    dropped (nobody is left to receive them).
+
+    Raises:
+        TimeoutError: no result within ``time_limit`` seconds.
+        BaseException: whatever ``job`` raised in time.
+    """
+    done = anyio.Event()
+    box: dict[str, Any] = {"abandoned": False}
+    cancelled = anyio.get_cancelled_exc_class()
+
+    async def runner() -> None:
+        try:
+            value = await job()
+        except cancelled:
+            box["error"] = TimeoutError("the event loop was shut down during the call")
+            done.set()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+            box["error"] = exc
+            done.set()
+            return
+        box["value"] = value
+        done.set()
+        if box["abandoned"]:
+            with contextlib.suppress(Exception):  # on_late logs its own failures
+                await anyio.to_thread.run_sync(on_late, value)
+
+    _spawn_detached(runner)
+    try:
+        with anyio.move_on_after(time_limit):
+            await done.wait()
+    finally:
+        # One event loop: nothing runs between the wait ending and this check.
+        if not done.is_set():
+            box["abandoned"] = True
+    if not done.is_set():
+        raise TimeoutError(f"no result within {time_limit:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
