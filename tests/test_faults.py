@@ -615,3 +615,52 @@ async def test_R16_refresh_timeout_bounds_sync_and_async_waiters_keeps_the_late_
             sync_get = functools.partial(client.get, "http://api.test/")
             assert (await anyio.to_thread.run_sync(sync_get)).status_code == 200
     assert blocked.calls == 1
+
+
+@pytest.mark.parametrize("caller", ["sync", "asyncio", "trio"])
+def test_R7_next_flight_waits_for_the_abandoned_refresher_of_its_version(caller: str) -> None:
+    """R7 + R5: a sync refresher outlives ``refresh_timeout`` and is abandoned in its worker
+    thread (still holding the refresh token it presented). The next flight of that version
+    (no cooldown) must not present the same refresh token again while it runs: it waits for
+    the abandoned one (within its own deadline) and adopts its late result. Exactly one
+    refresher call; the rotated refresh token is kept."""
+    blocked = BlockedRefresher("sync")
+    auth = hr.RefreshAuth(
+        {"access_token": ACCESS_TOKEN, "refresh_token": REFRESH_TOKEN},
+        blocked.refresher,
+        refresh_timeout=0.2,
+        retry=hr.RetryPolicy(attempts=1, cooldown=0.0),
+    )
+    with pytest.raises(hr.RefreshError) as first:
+        auth.refresh()
+    assert first.value.transient
+    assert blocked.entered.is_set()
+    auth._refresh_timeout = LIMIT  # the next flight's own deadline: long enough to wait
+    outcome: list[Any] = []
+
+    def second() -> None:
+        try:
+            if caller == "sync":
+                outcome.append(auth.refresh())
+            else:
+                outcome.append(anyio.run(auth.arefresh, backend=caller))
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=second, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + LIMIT
+        while auth._control._flight is None and thread.is_alive():  # the second flight began
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+    finally:
+        blocked.release.set()
+    thread.join(LIMIT)
+    assert not thread.is_alive()
+    assert blocked.calls == 1
+    assert len(outcome) == 1
+    assert not isinstance(outcome[0], BaseException), outcome
+    assert outcome[0]["refresh_token"] == NEW_REFRESH_TOKEN
+    assert auth.credentials["refresh_token"] == NEW_REFRESH_TOKEN
+    assert auth.version == 1

@@ -181,6 +181,10 @@ class FlightControl:
         self._clock = clock
         self._mutex = threading.Lock()
         self._flight: Flight | None = None
+        # (version, ended, since monotonic s): a refresher call that ran past its time
+        # limit and was left running in a thread; the next flight of that version waits
+        # for it instead of presenting the same refresh token again (R5, R7).
+        self._abandoned: tuple[int, threading.Event, float] | None = None
         self._refreshes = 0
         self._replays = 0
         self._deduplicated = 0
@@ -199,6 +203,29 @@ class FlightControl:
         """
         self._mutex = threading.Lock()
         self._flight = None
+        self._abandoned = None  # its thread is the parent's
+
+    def abandoned(self, version: int, ended: threading.Event) -> None:
+        """Record that a refresher call for ``version`` was left running in a thread;
+        ``ended`` is set once it has ended (its late result, if any, handled)."""
+        with self._mutex:
+            self._abandoned = (version, ended, time.monotonic())
+
+    def still_running(self, version: int) -> threading.Event | None:
+        """The ``ended`` event of an abandoned refresher call of ``version`` that still
+        runs (and has not run for longer than a stuck flight may), else ``None``."""
+        with self._mutex:
+            abandoned = self._abandoned
+            if abandoned is None:
+                return None
+            if (
+                abandoned[0] != version
+                or abandoned[1].is_set()
+                or time.monotonic() - abandoned[2] > self._stuck_after
+            ):
+                self._abandoned = None
+                return None
+            return abandoned[1]
 
     # -- bookkeeping (mutex held briefly, never across a wait) -------------------
 
