@@ -664,3 +664,41 @@ def test_R7_next_flight_waits_for_the_abandoned_refresher_of_its_version(caller:
     assert outcome[0]["refresh_token"] == NEW_REFRESH_TOKEN
     assert auth.credentials["refresh_token"] == NEW_REFRESH_TOKEN
     assert auth.version == 1
+
+
+def test_R7_late_result_after_update_credentials_is_dropped(tmp_path: Any) -> None:
+    """R7 + R16: a sync refresher outlives ``refresh_timeout``; meanwhile the user reconnects
+    (``update_credentials``). Its late result must not overwrite the user's credentials, in
+    memory or in the FileStore, nor reach ``on_refresh``; and the next refresh, of the new
+    version, does not wait for the abandoned one of the old version."""
+    blocked = BlockedRefresher("sync")
+    store = hr.FileStore(tmp_path / "credentials.json")
+    store.save(
+        {"access_token": ACCESS_TOKEN, "refresh_token": REFRESH_TOKEN}, expected_version=None
+    )
+    hooked: list[dict[str, Any]] = []
+    auth = hr.RefreshAuth(
+        store,
+        blocked.refresher,
+        refresh_timeout=0.2,
+        on_refresh=hooked.append,
+        retry=hr.RetryPolicy(attempts=1, cooldown=0.0),
+    )
+    with pytest.raises(hr.RefreshError):
+        auth.refresh()
+    abandoned = auth._control._abandoned
+    assert abandoned is not None
+    user = {"access_token": "user-access", "refresh_token": "user-refresh"}
+    auth.update_credentials(user)
+    blocked.release.set()
+    assert abandoned[1].wait(LIMIT)  # the late result has been handled
+    assert dict(auth.credentials) == user
+    assert auth.version == 1
+    stored = store.load()
+    assert stored is not None
+    assert stored.credentials == user
+    assert hooked == []
+    started = time.monotonic()
+    assert auth.refresh()["refresh_token"] == NEW_REFRESH_TOKEN  # a refresh of version 1
+    assert time.monotonic() - started < LIMIT / 2
+    assert blocked.calls == 2
