@@ -702,3 +702,37 @@ def test_R7_late_result_after_update_credentials_is_dropped(tmp_path: Any) -> No
     assert auth.refresh()["refresh_token"] == NEW_REFRESH_TOKEN  # a refresh of version 1
     assert time.monotonic() - started < LIMIT / 2
     assert blocked.calls == 2
+
+
+def test_R3_no_advisory_refresh_while_an_abandoned_refresher_of_its_version_runs() -> None:
+    """R3 + R7: a refresher of the current version outlived ``refresh_timeout`` and still
+    runs. A request inside the advisory window (its token still valid) neither starts a
+    second refresh with the same refresh token nor waits for the abandoned one: it goes out
+    at once with the valid token."""
+    blocked = BlockedRefresher("sync")
+    auth = hr.RefreshAuth(
+        {"access_token": ACCESS_TOKEN, "refresh_token": REFRESH_TOKEN, "expires_at": START + 200},
+        blocked.refresher,
+        refresh_timeout=0.2,
+        advisory=300.0,
+        retry=hr.RetryPolicy(attempts=1, cooldown=0.0),
+        clock=lambda: START,
+    )
+    with pytest.raises(hr.RefreshError):
+        auth.refresh()
+    auth._refresh_timeout = LIMIT
+    seen: list[str] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Authorization"])
+        return httpx.Response(200)
+
+    try:
+        with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
+            started = time.monotonic()
+            assert client.get("http://api.test/").status_code == 200
+            assert time.monotonic() - started < LIMIT / 2
+    finally:
+        blocked.release.set()
+    assert seen == [f"Bearer {ACCESS_TOKEN}"]
+    assert blocked.calls == 1

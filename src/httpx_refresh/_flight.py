@@ -272,14 +272,18 @@ class FlightControl:
         """R3: start a flight for ``base_version`` only if nobody needs to wait for it.
 
         Returns:
-            A new flight owned by the caller, or ``None`` when one is already running,
-            the version moved on, the grant is dead or a cooldown is active.
+            A new flight owned by the caller, or ``None`` when one is already running
+            (or an abandoned refresher call of that version still runs), the version moved
+            on, the grant is dead or a cooldown is active.
         """
         with self._mutex:
             if self.dead is not None or self.snapshot.version != base_version:
                 return None
             if self._flight is not None:
                 return None
+            abandoned = self._abandoned
+            if abandoned is not None and abandoned[0] == base_version and not abandoned[1].is_set():
+                return None  # its refresher still runs (R7): nobody waits for it here
             cooling = self._cooling
             if cooling is not None and cooling[0] == base_version and self._clock() < cooling[1]:
                 return None
