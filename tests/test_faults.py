@@ -615,3 +615,124 @@ async def test_R16_refresh_timeout_bounds_sync_and_async_waiters_keeps_the_late_
             sync_get = functools.partial(client.get, "http://api.test/")
             assert (await anyio.to_thread.run_sync(sync_get)).status_code == 200
     assert blocked.calls == 1
+
+
+@pytest.mark.parametrize("caller", ["sync", "asyncio", "trio"])
+def test_R7_next_flight_waits_for_the_abandoned_refresher_of_its_version(caller: str) -> None:
+    """R7 + R5: a sync refresher outlives ``refresh_timeout`` and is abandoned in its worker
+    thread (still holding the refresh token it presented). The next flight of that version
+    (no cooldown) must not present the same refresh token again while it runs: it waits for
+    the abandoned one (within its own deadline) and adopts its late result. Exactly one
+    refresher call; the rotated refresh token is kept."""
+    blocked = BlockedRefresher("sync")
+    auth = hr.RefreshAuth(
+        {"access_token": ACCESS_TOKEN, "refresh_token": REFRESH_TOKEN},
+        blocked.refresher,
+        refresh_timeout=0.2,
+        retry=hr.RetryPolicy(attempts=1, cooldown=0.0),
+    )
+    with pytest.raises(hr.RefreshError) as first:
+        auth.refresh()
+    assert first.value.transient
+    assert blocked.entered.is_set()
+    auth._refresh_timeout = LIMIT  # the next flight's own deadline: long enough to wait
+    outcome: list[Any] = []
+
+    def second() -> None:
+        try:
+            if caller == "sync":
+                outcome.append(auth.refresh())
+            else:
+                outcome.append(anyio.run(auth.arefresh, backend=caller))
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=second, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + LIMIT
+        while auth._control._flight is None and thread.is_alive():  # the second flight began
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+    finally:
+        blocked.release.set()
+    thread.join(LIMIT)
+    assert not thread.is_alive()
+    assert blocked.calls == 1
+    assert len(outcome) == 1
+    assert not isinstance(outcome[0], BaseException), outcome
+    assert outcome[0]["refresh_token"] == NEW_REFRESH_TOKEN
+    assert auth.credentials["refresh_token"] == NEW_REFRESH_TOKEN
+    assert auth.version == 1
+
+
+def test_R7_late_result_after_update_credentials_is_dropped(tmp_path: Any) -> None:
+    """R7 + R16: a sync refresher outlives ``refresh_timeout``; meanwhile the user reconnects
+    (``update_credentials``). Its late result must not overwrite the user's credentials, in
+    memory or in the FileStore, nor reach ``on_refresh``; and the next refresh, of the new
+    version, does not wait for the abandoned one of the old version."""
+    blocked = BlockedRefresher("sync")
+    store = hr.FileStore(tmp_path / "credentials.json")
+    store.save(
+        {"access_token": ACCESS_TOKEN, "refresh_token": REFRESH_TOKEN}, expected_version=None
+    )
+    hooked: list[dict[str, Any]] = []
+    auth = hr.RefreshAuth(
+        store,
+        blocked.refresher,
+        refresh_timeout=0.2,
+        on_refresh=hooked.append,
+        retry=hr.RetryPolicy(attempts=1, cooldown=0.0),
+    )
+    with pytest.raises(hr.RefreshError):
+        auth.refresh()
+    abandoned = auth._control._abandoned
+    assert abandoned is not None
+    user = {"access_token": "user-access", "refresh_token": "user-refresh"}
+    auth.update_credentials(user)
+    blocked.release.set()
+    assert abandoned[1].wait(LIMIT)  # the late result has been handled
+    assert dict(auth.credentials) == user
+    assert auth.version == 1
+    stored = store.load()
+    assert stored is not None
+    assert stored.credentials == user
+    assert hooked == []
+    started = time.monotonic()
+    assert auth.refresh()["refresh_token"] == NEW_REFRESH_TOKEN  # a refresh of version 1
+    assert time.monotonic() - started < LIMIT / 2
+    assert blocked.calls == 2
+
+
+def test_R3_no_advisory_refresh_while_an_abandoned_refresher_of_its_version_runs() -> None:
+    """R3 + R7: a refresher of the current version outlived ``refresh_timeout`` and still
+    runs. A request inside the advisory window (its token still valid) neither starts a
+    second refresh with the same refresh token nor waits for the abandoned one: it goes out
+    at once with the valid token."""
+    blocked = BlockedRefresher("sync")
+    auth = hr.RefreshAuth(
+        {"access_token": ACCESS_TOKEN, "refresh_token": REFRESH_TOKEN, "expires_at": START + 200},
+        blocked.refresher,
+        refresh_timeout=0.2,
+        advisory=300.0,
+        retry=hr.RetryPolicy(attempts=1, cooldown=0.0),
+        clock=lambda: START,
+    )
+    with pytest.raises(hr.RefreshError):
+        auth.refresh()
+    auth._refresh_timeout = LIMIT
+    seen: list[str] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Authorization"])
+        return httpx.Response(200)
+
+    try:
+        with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
+            started = time.monotonic()
+            assert client.get("http://api.test/").status_code == 200
+            assert time.monotonic() - started < LIMIT / 2
+    finally:
+        blocked.release.set()
+    assert seen == [f"Bearer {ACCESS_TOKEN}"]
+    assert blocked.calls == 1

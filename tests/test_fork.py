@@ -266,3 +266,40 @@ def test_r16_fork_memory_store_lock_is_fresh() -> None:
     finally:
         store.release(token)
     assert report["token"]
+
+
+@pytest.mark.parametrize("kind", ["sync", "asyncio", "trio"])
+def test_r16_fork_while_an_abandoned_refresher_still_runs(kind: str) -> None:
+    """R16 + R7: the parent's refresher outlived ``refresh_timeout`` and still runs in an
+    abandoned worker thread (the parent's next flight would wait for it) when the process
+    forks. That thread does not exist in the child: the child refreshes at once instead of
+    waiting for a late result that can never come. The parent then keeps its late result."""
+    refresher = Refresher(os.getpid())
+    auth = hr.RefreshAuth(
+        {"access_token": "old", "refresh_token": "r1"},
+        refresher,
+        refresh_timeout=CHILD_BOUND / 4,
+        retry=hr.RetryPolicy(attempts=1, cooldown=0.0),
+    )
+    auth._refresh_timeout = 0.2  # the first call is abandoned at once
+    with pytest.raises(hr.RefreshError):
+        auth.refresh()
+    assert refresher.started.is_set()
+    auth._refresh_timeout = CHILD_BOUND / 4  # the child's own refresh gets its time
+
+    def child() -> dict[str, Any]:
+        if kind == "sync":
+            return _child_sync(auth, refresher)
+        return _child_async(auth, refresher, kind)
+
+    try:
+        report = _fork(child)
+    finally:
+        refresher.release.set()
+    statuses = report["status"] if isinstance(report["status"], list) else [report["status"]]
+    assert statuses == [200] * len(statuses)
+    assert report["calls"] == 1
+    assert report["child_token"]
+    assert report["elapsed"] < CHILD_BOUND / 4
+    assert auth.refresh()["access_token"] == PARENT_TOKEN  # waits for, and keeps, the late result
+    assert refresher.calls == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -1203,6 +1204,66 @@ def test_R16_timeout_bounds_a_dripping_body(
     assert info.value.no_retry is (cls is hr.OAuth2Refresh)
     with endpoint.lock:
         assert endpoint.calls == 1
+
+
+class HeaderDrip:
+    """A raw TCP token endpoint that answers a status line, then one more header line every
+    0.1 s for as long as the client listens (headers never end). Each recv of the client
+    returns within 0.1 s, so no per-operation network timeout ever fires."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.stop = threading.Event()
+        self.calls = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.calls += 1
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                while not self.stop.wait(0.1):  # the fault itself: a slow server
+                    conn.sendall(b"X-A: b\r\n")
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.close()
+
+
+@pytest.mark.parametrize("cls", [hr.OAuth2Refresh, hr.ClientCredentialsRefresh])
+def test_R16_timeout_bounds_endless_response_headers(invoke: Invoke, cls: type[Any]) -> None:
+    """R16: a token endpoint that sends a status line and then one header line every 0.1 s,
+    never ending its headers: ``timeout=2`` ends the exchange after about 2 s (the sync
+    client used to wait until h11's header size limit, minutes later) with a transient
+    RefreshError; exactly one request was sent."""
+    endpoint = HeaderDrip()
+    try:
+        refresher = cls(
+            f"http://127.0.0.1:{endpoint.port}/token",
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            timeout=TOKEN_TIMEOUT,
+        )
+        started = time.monotonic()
+        with pytest.raises(hr.RefreshError) as info:
+            invoke(refresher, credentials=CREDENTIALS)
+        _check_overrun(info.value, time.monotonic() - started)
+        assert info.value.no_retry is (cls is hr.OAuth2Refresh)
+        assert endpoint.calls == 1
+    finally:
+        endpoint.close()
 
 
 #: grant -> (refresher class, retry policy, token requests per refresh)

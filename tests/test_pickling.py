@@ -11,6 +11,7 @@ this process.
 from __future__ import annotations
 
 import copy
+import functools
 import multiprocessing
 import pickle
 import ssl
@@ -257,6 +258,27 @@ def test_r16_appliers_copy_and_pickle_into_a_new_process() -> None:
         name: value[:2] for name, value in expected.items()
     }
     assert got["query_param"][2]
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_r16_auth_and_appliers_pickle_with_every_protocol(protocol: int) -> None:
+    """R16: an auth with each applier, a retry policy and a bound-method refresher pickles
+    with every pickle protocol (0 and 1 used to fail with "a class that defines __slots__
+    without defining __getstate__", naming no part), and the copy applies the same headers;
+    an applier's cache of the last token does not travel."""
+    for name, applier in _appliers().items():
+        _apply(applier)  # fills the applier's cache of the last token
+        auth = hr.RefreshAuth(
+            {"access_token": ACCESS, "refresh_token": REFRESH},
+            functools.partial(_refresher),
+            apply=applier,
+            retry=hr.RetryPolicy(attempts=2),
+        )
+        copied = pickle.loads(pickle.dumps(auth, protocol=protocol))
+        assert getattr(copied._applier, "_checked", None) in (None, (None, "", ""))
+        assert _apply(copied._applier)[:2] == _apply(applier)[:2], name
+        assert repr(copied._applier) == repr(applier)
+        assert copied.credentials == auth.credentials
 
 
 def test_r16_memory_store_copy_is_a_store_of_its_own(clone: Callable[[Any], Any]) -> None:

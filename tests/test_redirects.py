@@ -284,3 +284,62 @@ def test_freelawproject_courtlistener_7927_token_endpoint_301_is_not_followed_as
     assert [(method, path) for method, path, _ in endpoint.seen[1:]] == [("POST", "/o/token/")]
     assert "refresh_token=REFRESH-TOKEN-7927" in endpoint.seen[1][2]
     assert published.stats == hr.RefreshStats(refreshes=1, replays=1, deduplicated=0, failures=0)
+
+
+@pytest.mark.parametrize("flavour", ["sync", "asyncio", "trio"])
+def test_R13_replay_redirected_to_another_origin_and_rejected_there_is_not_ours(
+    flavour: str,
+) -> None:
+    """R13 + R4/R5: a 401 is refreshed and replayed; the replay is redirected to another
+    origin, which answers 401 after a slow hop (the replayed token is past its expiry by
+    then). That rejection is not the API's verdict on our token: the caller gets it, with
+    no second refresh, no second replay and no rejected replay counted (it used to refresh
+    version 1 as well and replay once more)."""
+    now = [1_000_000.0]
+    issued: list[str] = []
+    seen: list[tuple[str, str | None]] = []
+
+    def refresher(*, credentials: Any, **_: Any) -> dict[str, Any]:
+        issued.append(f"A{len(issued) + 1}")
+        return {"access_token": issued[-1], "expires_in": 3600}
+
+    def api(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.host, request.headers.get("Authorization")))
+        if request.url.host == "other.example.com":
+            now[0] += 7200  # the hop took long: the replayed token expired meanwhile
+            return httpx.Response(401)
+        if request.headers.get("Authorization") == "Bearer A0":
+            return httpx.Response(401)
+        return httpx.Response(302, headers={"Location": "https://other.example.com/x"})
+
+    auth = hr.RefreshAuth(
+        {"access_token": "A0"},
+        refresher,
+        origins=["https://api.example.com"],
+        clock=lambda: now[0],
+    )
+    transport = httpx.MockTransport(api)
+    if flavour == "sync":
+        with httpx.Client(auth=auth, transport=transport, follow_redirects=True) as client:
+            response = client.get("https://api.example.com/items")
+    else:
+
+        async def main() -> httpx.Response:
+            async with httpx.AsyncClient(
+                auth=auth, transport=transport, follow_redirects=True
+            ) as client:
+                with anyio.fail_after(10):
+                    return await client.get("https://api.example.com/items")
+
+        response = anyio.run(main, backend=flavour)
+    assert response.status_code == 401
+    assert response.url.host == "other.example.com"
+    assert issued == ["A1"]
+    assert seen == [
+        ("api.example.com", "Bearer A0"),
+        ("api.example.com", "Bearer A1"),
+        ("other.example.com", None),
+    ]
+    stats = auth.stats
+    assert (stats.refreshes, stats.replays, stats.second_replays) == (1, 1, 0)
+    assert stats.rejected_replays == 0

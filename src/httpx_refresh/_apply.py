@@ -107,6 +107,10 @@ class _Bearer:
         request.headers[self._header] = value
         return frozenset({self._header.lower()}), _NONE, (value, token)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Slots pickle only with protocol 2+; and the cache of the last token stays here.
+        return (_Bearer, (self._key, self._header, self._scheme))
+
     def __repr__(self) -> str:
         return f"bearer(key={self._key!r}, header={self._header!r}, scheme={self._scheme!r})"
 
@@ -165,6 +169,9 @@ class _Headers:
         for name, value in values.items():
             request.headers[name] = value
         return frozenset(name.lower() for name in values), _NONE, tuple(values.values())
+
+    def __reduce__(self) -> tuple[Any, ...]:  # slots pickle only with protocol 2+
+        return (_Headers, (self._templates,))
 
     def __repr__(self) -> str:
         return f"headers({self._templates!r})"

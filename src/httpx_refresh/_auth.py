@@ -7,14 +7,24 @@ import contextlib
 import copy
 import functools
 import logging
+import threading
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Generator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Collection,
+    Generator,
+    Iterator,
+    Mapping,
+)
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import httpx
 
 from . import _core, _lib
@@ -178,14 +188,16 @@ class _Step:
     """One I/O step of a flight's owner, performed by the sync or async driver.
 
     ``kind``: ``"refresh"`` (the refresher, with retries), ``"hook"`` (``on_refresh`` with
-    ``credentials``), and with a store ``"lock"``, ``"load"``, ``"save"`` (``credentials``
-    if the stored version is still ``expected``) and ``"unlock"`` (``token``).
+    ``credentials``), ``"settle"`` (wait at most ``refresh_timeout`` for ``ended``), and
+    with a store ``"lock"``, ``"load"``, ``"save"`` (``credentials`` if the stored version
+    is still ``expected``) and ``"unlock"`` (``token``).
     """
 
     kind: str
     credentials: dict[str, Any] | None = None
     expected: int | None = None
     token: object = None
+    ended: threading.Event | None = None
 
 
 _Auth = TypeVar("_Auth", bound="_RefreshAuthBase")
@@ -942,19 +954,13 @@ class _RefreshAuthBase:
             try:
                 if step.kind == "hook":
                     value = call_sync(self._on_refresh, step.credentials)
+                elif step.kind == "settle":
+                    assert step.ended is not None
+                    value = step.ended.wait(self._refresh_timeout)
                 elif step.kind != "refresh":
                     value = self._store_step_sync(step)
                 else:
-                    value = retry_sync(
-                        functools.partial(
-                            call_sync,
-                            self._refresher,
-                            time_limit=self._refresh_timeout,
-                            on_late=functools.partial(self._late_result, flight),
-                            **self._refresher_kwargs(flight.base),
-                        ),
-                        self._retry,
-                    )
+                    value = retry_sync(functools.partial(self._call_sync, flight), self._retry)
             except BaseException as exc:  # noqa: BLE001 - handed to the owner steps below
                 failure = exc
             try:
@@ -1001,18 +1007,16 @@ class _RefreshAuthBase:
                     value = await call_async(
                         self._on_refresh, step.credentials, time_limit=self._refresh_timeout
                     )
+                elif step.kind == "settle":
+                    assert step.ended is not None
+                    value = await anyio.to_thread.run_sync(
+                        step.ended.wait, self._refresh_timeout, abandon_on_cancel=True
+                    )
                 elif step.kind != "refresh":
                     value = await self._store_step_async(step)
                 else:
                     value = await retry_async(
-                        functools.partial(
-                            call_async,
-                            self._refresher,
-                            time_limit=self._refresh_timeout,
-                            on_late=functools.partial(self._late_result, flight),
-                            **self._refresher_kwargs(flight.base),
-                        ),
-                        self._retry,
+                        functools.partial(self._call_async, flight), self._retry
                     )
             except BaseException as exc:  # noqa: BLE001 - handed to the owner steps below
                 failure = exc
@@ -1020,6 +1024,30 @@ class _RefreshAuthBase:
                 step = steps.send(value) if failure is None else steps.throw(failure)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def _watched(self, flight: Flight) -> Iterator[dict[str, Any]]:
+        """The options of one refresher call under ``refresh_timeout``; a call left running
+        in a thread is recorded, so the next flight waits for it (R7)."""
+        ended = threading.Event()
+        try:
+            yield {
+                "time_limit": self._refresh_timeout,
+                "on_late": functools.partial(self._late_result, flight),
+                "on_end": ended.set,
+                **self._refresher_kwargs(flight.base),
+            }
+        finally:
+            if not ended.is_set():
+                self._control.abandoned(flight.base.version, ended)
+
+    def _call_sync(self, flight: Flight) -> Any:
+        with self._watched(flight) as options:
+            return call_sync(self._refresher, **options)
+
+    async def _call_async(self, flight: Flight) -> Any:
+        with self._watched(flight) as options:
+            return await call_async(self._refresher, **options)
 
     def _store_step_sync(self, step: _Step) -> Any:
         store = self._store
@@ -1074,6 +1102,29 @@ class _RefreshAuthBase:
         callers of the flight get (errors are raised outside ``except`` blocks, so no
         secret-bearing ``__context__`` rides along).
         """
+        ended = self._control.still_running(flight.base.version)
+        if ended is not None:
+            # R5, R7: a refresher call of this version outlived its time limit and still
+            # runs in a thread, with the refresh token this flight would present: wait for
+            # it (at most refresh_timeout) and take its late result rather than refresh
+            # again (with a rotating refresh token, one of the two would be lost).
+            yield _Step("settle", ended=ended)
+            current = self._control.snapshot
+            if current.version != flight.base.version:
+                self._succeed(
+                    flight, current, f"{reason}, after a late refresh", time.perf_counter()
+                )
+                return current
+            if not ended.is_set():
+                raise self._fail(
+                    flight,
+                    RefreshError(
+                        f"a refresh of version {flight.base.version} that outlived "
+                        "refresh_timeout still runs; not refreshing again meanwhile",
+                        transient=True,
+                    ),
+                    reason,
+                )
         if self._store is None:
             return (yield from self._own_refresh(flight, reason, stored=False))
         error: BaseException | None = None

@@ -335,7 +335,9 @@ def after_rejection(
     "replay right after a refresh"). Such a request gets exactly one more replay with the
     current version, or the next one (joining a flight; a refresh only when no newer
     version exists and R11 allows it). Never more: at most two replays per request, one
-    refresh per version. A rejection that none of these explain is remembered for R11.
+    refresh per version. A rejection that none of these explain is remembered for R11. A
+    replay rejected by another origin (it was redirected there) goes back to the caller
+    as it is: not a verdict on these credentials (R13).
     Every rejected replay is reported to ``decisions.rejected_replay``.
 
     Raises:
@@ -363,8 +365,8 @@ def after_rejection(
         decisions.apply(request, fresh.credentials)
         sent = decisions.clock()
         response = yield Send(request, replay=True)
-        if not decisions.is_rejected(response):
-            return
+        if not decisions.is_rejected(response) or not _same_origin(request, response):
+            return  # accepted, or (R13) rejected by another origin after a redirect: not ours
         rejection = _explain(decisions, request, response, fresh, sent, asked)
         if attempt == 1 and rejection.reason in _AGED:
             current = decisions.current()

@@ -181,6 +181,10 @@ class FlightControl:
         self._clock = clock
         self._mutex = threading.Lock()
         self._flight: Flight | None = None
+        # (version, ended, since monotonic s): a refresher call that ran past its time
+        # limit and was left running in a thread; the next flight of that version waits
+        # for it instead of presenting the same refresh token again (R5, R7).
+        self._abandoned: tuple[int, threading.Event, float] | None = None
         self._refreshes = 0
         self._replays = 0
         self._deduplicated = 0
@@ -199,6 +203,29 @@ class FlightControl:
         """
         self._mutex = threading.Lock()
         self._flight = None
+        self._abandoned = None  # its thread is the parent's
+
+    def abandoned(self, version: int, ended: threading.Event) -> None:
+        """Record that a refresher call for ``version`` was left running in a thread;
+        ``ended`` is set once it has ended (its late result, if any, handled)."""
+        with self._mutex:
+            self._abandoned = (version, ended, time.monotonic())
+
+    def still_running(self, version: int) -> threading.Event | None:
+        """The ``ended`` event of an abandoned refresher call of ``version`` that still
+        runs (and has not run for longer than a stuck flight may), else ``None``."""
+        with self._mutex:
+            abandoned = self._abandoned
+            if abandoned is None:
+                return None
+            if (
+                abandoned[0] != version
+                or abandoned[1].is_set()
+                or time.monotonic() - abandoned[2] > self._stuck_after
+            ):
+                self._abandoned = None
+                return None
+            return abandoned[1]
 
     # -- bookkeeping (mutex held briefly, never across a wait) -------------------
 
@@ -245,14 +272,18 @@ class FlightControl:
         """R3: start a flight for ``base_version`` only if nobody needs to wait for it.
 
         Returns:
-            A new flight owned by the caller, or ``None`` when one is already running,
-            the version moved on, the grant is dead or a cooldown is active.
+            A new flight owned by the caller, or ``None`` when one is already running
+            (or an abandoned refresher call of that version still runs), the version moved
+            on, the grant is dead or a cooldown is active.
         """
         with self._mutex:
             if self.dead is not None or self.snapshot.version != base_version:
                 return None
             if self._flight is not None:
                 return None
+            abandoned = self._abandoned
+            if abandoned is not None and abandoned[0] == base_version and not abandoned[1].is_set():
+                return None  # its refresher still runs (R7): nobody waits for it here
             cooling = self._cooling
             if cooling is not None and cooling[0] == base_version and self._clock() < cooling[1]:
                 return None

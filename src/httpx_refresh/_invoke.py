@@ -54,12 +54,14 @@ def _run_in_thread(
     on_late: Callable[[Any], None] | None = None,
     *,
     limit: float | None = None,
+    on_end: Callable[[], None] | None = None,
 ) -> Any:
     """Run ``job`` in a daemon thread (with this context's variables) and return its result.
 
     Waits at most ``wait`` seconds (``None``: until it ends); past that, or if the calling
     thread is interrupted while it waits (KeyboardInterrupt), the thread is abandoned: a
-    value ``job`` still returns is passed to ``on_late`` from that thread.
+    value ``job`` still returns is passed to ``on_late`` from that thread. ``on_end()`` is
+    called from that thread once ``job`` has ended (after ``on_late``), abandoned or not.
 
     Raises:
         TimeoutError: ``job`` did not finish within ``wait`` seconds (the message says
@@ -80,12 +82,16 @@ def _run_in_thread(
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             with lock:
                 box["error"] = exc
+            _ended(on_end)
             return
         with lock:
             late = box["abandoned"]
             box["value"] = value
-        if late and on_late is not None:
-            on_late(value)
+        try:
+            if late and on_late is not None:
+                on_late(value)
+        finally:
+            _ended(on_end)
 
     thread = threading.Thread(target=target, name=name, daemon=True)
     thread.start()
@@ -105,11 +111,17 @@ def _run_in_thread(
     return box["value"]
 
 
+def _ended(on_end: Callable[[], None] | None) -> None:
+    if on_end is not None:
+        on_end()
+
+
 def call_sync(
     fn: Any,
     *args: Any,
     time_limit: float | None = None,
     on_late: Callable[[Any], None] | None = None,
+    on_end: Callable[[], None] | None = None,
     **kwargs: Any,
 ) -> Any:
     """Call ``fn`` from sync code and return its result.
@@ -125,13 +137,20 @@ def call_sync(
     blocks its loop so that cancelling cannot stop it, the thread is abandoned
     shortly after as above. If the calling thread is interrupted while it waits
     (KeyboardInterrupt), a value still produced is passed to ``on_late`` likewise.
+
+    ``on_end()`` is called once ``fn`` has truly ended (returned or raised), in whichever
+    thread that happens: the caller's, or later an abandoned thread's (after ``on_late``).
     """
     if is_async_callable(fn):
         awaitable: Any = None
     elif time_limit is not None:
         started = time.monotonic()
         result = _run_in_thread(
-            functools.partial(fn, *args, **kwargs), "httpx-refresh-worker", time_limit, on_late
+            functools.partial(fn, *args, **kwargs),
+            "httpx-refresh-worker",
+            time_limit,
+            on_late,
+            on_end=on_end,
         )
         if not inspect.isawaitable(result):
             return result
@@ -139,8 +158,13 @@ def call_sync(
         awaitable = result
         time_limit = max(time_limit - (time.monotonic() - started), 0.0)
     else:
-        awaitable = fn(*args, **kwargs)
+        try:
+            awaitable = fn(*args, **kwargs)
+        except BaseException:
+            _ended(on_end)
+            raise
         if not inspect.isawaitable(awaitable):
+            _ended(on_end)
             return awaitable
 
     async def run() -> Any:
@@ -156,6 +180,7 @@ def call_sync(
         wait,
         on_late,
         limit=time_limit,
+        on_end=on_end,
     )
 
 
@@ -164,6 +189,7 @@ async def call_async(
     *args: Any,
     time_limit: float | None = None,
     on_late: Callable[[Any], None] | None = None,
+    on_end: Callable[[], None] | None = None,
     **kwargs: Any,
 ) -> Any:
     """Call ``fn`` from async code and return its result.
@@ -178,6 +204,8 @@ async def call_async(
     threads cannot be interrupted, so after ``time_limit`` the caller gets
     ``TimeoutError`` and the thread is abandoned: if it still returns a value later,
     ``on_late(value)`` is called from that thread (so a late result is not lost).
+    ``on_end()`` is called once ``fn`` has truly ended, there too when its thread was
+    abandoned (after ``on_late``).
     """
     acall = getattr(fn, "acall", None)
     coroutine_fn = acall if inspect.iscoroutinefunction(acall) else None
@@ -186,14 +214,20 @@ async def call_async(
     if coroutine_fn is not None:
         job = functools.partial(coroutine_fn, *args, **kwargs)
         if time_limit is not None and on_late is not None:
-            return await _run_detached(job, time_limit, on_late)
-        with anyio.fail_after(time_limit):
-            return await job()
+            return await _run_detached(job, time_limit, on_late, on_end)
+        try:
+            with anyio.fail_after(time_limit):
+                return await job()
+        finally:
+            _ended(on_end)
     if time_limit is None:
-        result = await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+        try:
+            result = await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+        finally:  # not abandoned: the thread has ended
+            _ended(on_end)
     else:
         result = await _run_in_thread_bounded(
-            functools.partial(fn, *args, **kwargs), time_limit, on_late
+            functools.partial(fn, *args, **kwargs), time_limit, on_late, on_end
         )
     if inspect.isawaitable(result):
         return await result
@@ -201,21 +235,27 @@ async def call_async(
 
 
 async def _run_in_thread_bounded(
-    job: Callable[[], Any], time_limit: float, on_late: Callable[[Any], None] | None
+    job: Callable[[], Any],
+    time_limit: float,
+    on_late: Callable[[Any], None] | None,
+    on_end: Callable[[], None] | None = None,
 ) -> Any:
     lock = threading.Lock()
     state: dict[str, Any] = {"abandoned": False, "done": False}
 
     def run() -> Any:
-        value = job()
-        with lock:
-            late = state["abandoned"]
-            if not late:
-                state["done"] = True
-                state["value"] = value
-        if late and on_late is not None:
-            on_late(value)
-        return value
+        try:
+            value = job()
+            with lock:
+                late = state["abandoned"]
+                if not late:
+                    state["done"] = True
+                    state["value"] = value
+            if late and on_late is not None:
+                on_late(value)
+            return value
+        finally:
+            _ended(on_end)
 
     try:
         with anyio.fail_after(time_limit):
@@ -252,7 +292,10 @@ def _spawn_detached(job: Callable[[], Any]) -> None:
 
 
 async def _run_detached(
-    job: Callable[[], Any], time_limit: float, on_late: Callable[[Any], None]
+    job: Callable[[], Any],
+    time_limit: float,
+    on_late: Callable[[Any], None],
+    on_end: Callable[[], None] | None = None,
 ) -> Any:
     """Await ``job()`` for at most ``time_limit`` seconds without ever cancelling it.
 
@@ -260,7 +303,8 @@ async def _run_detached(
     event. Past ``time_limit`` (or when the caller is cancelled) the caller stops
     waiting and ``job`` runs on: a value it returns then goes to ``on_late`` in a
     worker thread (it may save to a store or call a sync hook). Its errors then are
-    dropped (nobody is left to receive them).
+    dropped (nobody is left to receive them). ``on_end()`` is called once ``job`` has
+    truly ended (after ``on_late``).
 
     Raises:
         TimeoutError: no result within ``time_limit`` seconds.
@@ -272,20 +316,23 @@ async def _run_detached(
 
     async def runner() -> None:
         try:
-            value = await job()
-        except cancelled:
-            box["error"] = TimeoutError("the event loop was shut down during the call")
+            try:
+                value = await job()
+            except cancelled:
+                box["error"] = TimeoutError("the event loop was shut down during the call")
+                done.set()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                box["error"] = exc
+                done.set()
+                return
+            box["value"] = value
             done.set()
-            raise
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
-            box["error"] = exc
-            done.set()
-            return
-        box["value"] = value
-        done.set()
-        if box["abandoned"]:
-            with contextlib.suppress(Exception):  # on_late logs its own failures
-                await anyio.to_thread.run_sync(on_late, value)
+            if box["abandoned"]:
+                with contextlib.suppress(Exception):  # on_late logs its own failures
+                    await anyio.to_thread.run_sync(on_late, value)
+        finally:
+            _ended(on_end)
 
     _spawn_detached(runner)
     try:

@@ -10,18 +10,22 @@ own timeouts are per operation, so a server that sends its headers and then drip
 one byte at a time would otherwise hold the caller for as long as it likes. The async
 client runs the exchange in one cancel scope. The sync client cannot be interrupted: each
 phase (pool, connect, write, response headers, body) gets the time that remains as its
-network timeouts, and the deadline is checked after every body chunk, so one read can
-outlast the deadline by at most what remained when its phase began.
+network timeouts, and the deadline is checked after every body chunk; a server that keeps
+every read short but never finishes (endless header lines) is cut off by a watchdog that
+shuts the connection's socket down at the deadline.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
 import re
+import socket
 import ssl
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote_plus
@@ -82,12 +86,16 @@ class _Deadline:
     notes whether the request started going out (``sent``).
     """
 
-    __slots__ = ("at", "seconds", "sent", "timeouts")
+    __slots__ = ("_lock", "_over", "_socket", "at", "fired", "seconds", "sent", "timeouts")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.at = time.monotonic() + seconds
         self.sent = False
+        self.fired = False  # the watchdog shut the connection down at the deadline
+        self._over = False  # the exchange ended: the watchdog does nothing more
+        self._socket: socket.socket | None = None
+        self._lock = threading.Lock()
         self.timeouts: dict[str, float | None] = dict.fromkeys(
             ("connect", "read", "write", "pool"), max(seconds, _LEAST)
         )
@@ -122,11 +130,44 @@ class _Deadline:
             no_retry=sent and grant_type == "refresh_token",
         )
 
+    @contextlib.contextmanager
+    def watchdog(self) -> Iterator[None]:
+        """For the sync client: at the deadline, shut down the socket of the exchange's
+        connection (a blocked read returns at once); ``fired`` tells that it did."""
+        timer = threading.Timer(self.remaining(), self._expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._over = True
+            timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._over:
+                return
+            self.fired = True
+            sock = self._socket
+        if sock is not None:
+            _shut(sock)
+
     def extensions(self, *, is_async: bool) -> dict[str, Any]:
         """The request extensions that apply this deadline."""
         return {"timeout": self.timeouts, "trace": self._atrace if is_async else self._trace}
 
     def _trace(self, event: str, info: Mapping[str, Any]) -> None:
+        if event.endswith(".complete"):  # connect_tcp, start_tls...: the connection's socket
+            get = getattr(info.get("return_value"), "get_extra_info", None)
+            sock = get("socket") if callable(get) else None
+            if isinstance(sock, socket.socket):
+                with self._lock:
+                    self._socket = sock
+                    fired = self.fired and not self._over
+                if fired:
+                    _shut(sock)
+            return
         if not event.endswith(".started"):
             return
         if "send_request" in event:
@@ -137,6 +178,11 @@ class _Deadline:
 
     async def _atrace(self, event: str, info: Mapping[str, Any]) -> None:
         self._trace(event, info)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _buffered(streamed: httpx.Response, body: bytearray) -> httpx.Response:
@@ -481,6 +527,7 @@ class _TokenGrant:
         try:
             verify = self._ssl_context or self._build_ssl_context(lib)
             with (
+                deadline.watchdog(),
                 lib.Client(
                     follow_redirects=False, verify=verify, transport=self._transport
                 ) as client,
@@ -503,7 +550,7 @@ class _TokenGrant:
                 deadline.check(self.grant_type)
                 response = _buffered(streamed, body)
         except lib.HTTPError as exc:
-            if deadline.ran_out(exc, lib):
+            if deadline.fired or deadline.ran_out(exc, lib):
                 raise deadline.overrun(self.grant_type, exc, lib) from None
             raise self._transport_error(exc, lib) from None
         return self._parse(response, secrets)
