@@ -34,6 +34,7 @@ import anyio
 import anyio.to_thread
 import httpx
 import pytest
+from servers import OAuthServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -736,3 +737,57 @@ def test_R3_no_advisory_refresh_while_an_abandoned_refresher_of_its_version_runs
         blocked.release.set()
     assert seen == [f"Bearer {ACCESS_TOKEN}"]
     assert blocked.calls == 1
+
+
+@pytest.mark.anyio
+async def test_R7_R16_async_token_exchange_past_refresh_timeout_keeps_the_rotated_token(
+    run_server: Callable[[Any], str],
+) -> None:
+    """R7 + R16 on a real server on 127.0.0.1: an ``httpx.AsyncClient`` (asyncio, trio) owns
+    a refresh whose token endpoint (single-use rotating refresh tokens) answers only after
+    ``refresh_timeout=1`` has passed. The caller gets a transient RefreshError after about
+    1 s; the token exchange is not cancelled: the server's answer (the rotated refresh
+    token) is merged and persisted when it comes, so the next request uses it with no
+    second token call. Cancelling the exchange lost that token and the next refresh got
+    ``invalid_grant`` (grant revoked)."""
+    server = OAuthServer(rotate=True, single_use=True)
+    server.token_hold = threading.Event()
+    url = run_server(server.app)
+    persisted = threading.Event()
+    saved: list[dict[str, Any]] = []
+
+    def on_refresh(credentials: dict[str, Any]) -> None:
+        saved.append(credentials)
+        persisted.set()
+
+    auth = hr.RefreshAuth(
+        server.initial_credentials(revoked=True),
+        hr.OAuth2Refresh(f"{url}/token", client_id="app", client_secret=CLIENT_SECRET),
+        refresh_timeout=1.0,
+        on_refresh=on_refresh,
+        retry=hr.RetryPolicy(attempts=1),
+    )
+    async with httpx.AsyncClient(auth=auth, base_url=url) as client:
+        started = time.monotonic()
+        try:
+            with anyio.fail_after(LIMIT), pytest.raises(hr.RefreshError) as info:
+                await client.get("/api")
+            assert time.monotonic() - started < LIMIT / 2
+            assert info.value.transient
+            no_secret(info.value)
+            assert server.token_arrived.is_set()
+        finally:
+            server.token_hold.set()  # the token endpoint answers now, after the timeout
+        assert await anyio.to_thread.run_sync(persisted.wait, LIMIT)
+        state = server.describe(auth.credentials)
+        assert (state["access_gen"], state["refresh_gen"], state["refresh_current"]) == (
+            1,
+            1,
+            True,
+        )
+        assert server.describe(saved[-1])["refresh_gen"] == 1
+        with anyio.fail_after(LIMIT):
+            assert (await client.get("/api")).status_code == 200
+    assert server.token_calls == 1
+    assert server.presented == [0]
+    assert auth.stats.failures == 1
