@@ -240,10 +240,11 @@ class _RefreshAuthBase:
             was rejected again is not refreshed again (DESIGN R11).
         refresh_timeout: seconds one call of the refresher may take, from sync and async
             clients alike; past it, that refresh fails with a transient
-            :class:`RefreshError` for every request waiting on it. An async refresher is
-            cancelled; a sync one cannot be interrupted, so it runs in a worker thread
-            that is left behind, and credentials it still returns are merged, saved and
-            passed to ``on_refresh`` (a rotated refresh token is never lost). Waiters
+            :class:`RefreshError` for every request waiting on it. The call itself is
+            not cut short (the token endpoint may already have rotated the refresh
+            token): it runs on to its own end (a built-in refresher's ``timeout``) in a
+            task or thread left behind, and credentials it still returns are merged,
+            saved and passed to ``on_refresh`` (a rotated refresh token is never lost). Waiters
             give up once every attempt and wait could have run, plus 10 s.
         buffer_body: read every request body into memory first, so that streaming
             bodies can be replayed (otherwise they raise ``RequestNotReplayable``).

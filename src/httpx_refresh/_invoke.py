@@ -135,8 +135,10 @@ def call_sync(
     An async ``fn`` (or an awaitable result) is awaited on a private event loop in
     its own thread, cancelled after ``time_limit`` seconds (``TimeoutError``); if it
     blocks its loop so that cancelling cannot stop it, the thread is abandoned
-    shortly after as above. If the calling thread is interrupted while it waits
-    (KeyboardInterrupt), a value still produced is passed to ``on_late`` likewise.
+    shortly after as above. With ``on_late`` it is never cancelled: past ``time_limit``
+    its thread is abandoned at once and a value it still returns goes to ``on_late``.
+    If the calling thread is interrupted while it waits (KeyboardInterrupt), a value
+    still produced is passed to ``on_late`` likewise.
 
     ``on_end()`` is called once ``fn`` has truly ended (returned or raised), in whichever
     thread that happens: the caller's, or later an abandoned thread's (after ``on_late``).
@@ -167,13 +169,19 @@ def call_sync(
             _ended(on_end)
             return awaitable
 
+    # With on_late, the call is never cancelled (R7: a token exchange the server may have
+    # answered with a rotated refresh token runs to its own end): past time_limit its
+    # thread is abandoned and a late value goes to on_late. Without, it is cancelled,
+    # and the thread abandoned only if it blocks its own loop past the grace period.
+    cancel_after = None if on_late is not None else time_limit
+
     async def run() -> Any:
-        with anyio.fail_after(time_limit):
+        with anyio.fail_after(cancel_after):
             if awaitable is None:
                 return await fn(*args, **kwargs)
             return await awaitable
 
-    wait = None if time_limit is None else time_limit + _GRACE
+    wait = None if time_limit is None else time_limit + (0.0 if on_late else _GRACE)
     return _run_in_thread(
         functools.partial(anyio.run, run),
         "httpx-refresh-private-loop",
