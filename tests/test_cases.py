@@ -26,7 +26,7 @@ import anyio
 import anyio.to_thread
 import httpx
 import pytest
-from servers import FakeClock, Gate, Hit, OAuthServer, wait_event
+from servers import SHARED_CLIENT_LIMITS, FakeClock, Gate, Hit, OAuthServer, wait_event
 
 import httpx_refresh as hr
 
@@ -375,7 +375,7 @@ def test_C05_threads_crossing_expiry_one_refresh_one_snapshot_per_request(
     start = threading.Barrier(C05_THREADS)
     per_thread: dict[int, list[tuple[int, int | None]]] = {}
 
-    with httpx.Client(auth=auth, base_url=url, timeout=10) as client:
+    with httpx.Client(auth=auth, base_url=url, timeout=10, limits=SHARED_CLIENT_LIMITS) as client:
 
         def worker(i: int) -> Callable[[], None]:
             def run() -> None:
@@ -430,7 +430,7 @@ def test_C05_failed_refresh_reaches_every_thread_none_blocks(
     start = threading.Barrier(C05_THREADS)
     errors: dict[int, hr.ReauthorizationRequired] = {}
 
-    with httpx.Client(auth=auth, base_url=url, timeout=10) as client:
+    with httpx.Client(auth=auth, base_url=url, timeout=10, limits=SHARED_CLIENT_LIMITS) as client:
 
         def worker(i: int) -> Callable[[], None]:
             def run() -> None:

@@ -34,7 +34,7 @@ import anyio
 import anyio.to_thread
 import httpx
 import pytest
-from servers import OAuthServer
+from servers import SHARED_CLIENT_LIMITS, OAuthServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -447,7 +447,7 @@ def test_R10_fault_sync_32_threads(name: str, run_server: Callable[[Any], str]) 
     outcomes: list[BaseException | int] = []
     lock = threading.Lock()
     try:
-        with httpx.Client(auth=auth, timeout=LIMIT) as client:
+        with httpx.Client(auth=auth, timeout=LIMIT, limits=SHARED_CLIENT_LIMITS) as client:
             barrier = threading.Barrier(THREADS)
 
             def one() -> None:
