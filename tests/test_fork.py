@@ -13,6 +13,7 @@ Tokens are compared into booleans in the child; no token value is reported.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import select
@@ -212,7 +213,9 @@ def _shared_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
     import redis.asyncio
 
     url = request.getfixturevalue("redis_url")
-    key = f"test:fork:{tmp_path.name}"
+    # Unique to this test run, the same for every handle of one test: tmp_path's name
+    # alone repeats in every pytest session, and CI's two passes share one Redis.
+    key = f"test:fork:{hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16]}"
     return hr.RedisStore(url, key, async_client=redis.asyncio.Redis.from_url(url))
 
 
